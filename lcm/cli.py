@@ -1,0 +1,145 @@
+"""The ``lcm`` command line: one entry point, one subcommand per job.
+
+Each subcommand lives beside the code it drives and is imported only when called, so
+``lcm --help`` answers instantly. A subcommand that a later issue fills in says so plainly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+# name -> (one-line help, "module:function" taking argv and returning an exit code, or None
+# while not implemented, with the issue that brings it).
+SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
+    "data": (
+        "build corpora and Parquet sentence shards (see `lcm data -h`)",
+        "lcm.data.cli:main",
+        None,
+    ),
+    "train": (
+        "train any model from a YAML config with key=value overrides",
+        "lcm.cli:train_main",
+        None,
+    ),
+    "encode": (
+        "encode text lines into concept vectors (.npy or Parquet)",
+        "encoders.cli:encode_main",
+        None,
+    ),
+    "decode": ("decode concept vectors back into sentences", "encoders.cli:decode_main", None),
+    "eval": ("evaluate a trained model (pre-training metrics)", None, 4),
+    "eval-task": ("summarization/expansion evaluation (ROUGE, OVL-3, REP-4)", None, 6),
+    "summarize": ("summarize a document in embedding space", None, 6),
+    "expand": ("expand a summary into a document", None, 6),
+    "generate": ("continue a document sentence by sentence", None, 6),
+    "launch": ("start N local processes for multi-host training", None, 5),
+    "plot": ("draw loss and evaluation curves of a run", None, 9),
+    "convert-sonar": ("convert a fairseq2 SONAR checkpoint", None, 8),
+    "bench": ("benchmarks: train, generate, codec, peak", None, 7),
+}
+
+
+def _not_implemented(name: str, issue: int) -> Callable[[Sequence[str]], int]:
+    def run(argv: Sequence[str]) -> int:
+        del argv
+        print(f"lcm {name}: not implemented yet (planned in issue {issue})", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def _resolve(name: str) -> Callable[[Sequence[str]], int]:
+    _, target, issue = SUBCOMMANDS[name]
+    if target is None:
+        return _not_implemented(name, issue or 0)
+    module_name, func = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            return _not_implemented(name, issue or 0)
+        raise
+    return getattr(module, func)
+
+
+def train_main(argv: Sequence[str]) -> int:
+    """``lcm train CONFIG [key=value ...]``: run or resume a training run."""
+    parser = argparse.ArgumentParser(
+        prog="lcm train",
+        description="Train a model from a YAML config. Extra key=value arguments override "
+        "config entries (dotted keys for sections), e.g. optim.lr=3e-4 steps=100.",
+    )
+    parser.add_argument("config", help="YAML config, e.g. configs/examples/mlp_regression.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    parser.add_argument(
+        "--no-resume", action="store_true", help="ignore existing checkpoints in run_dir"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    from lcm.config import ConfigError
+    from trainers.config import load_train_config
+    from trainers.loop import NonFiniteLossError, train
+
+    try:
+        cfg = load_train_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"lcm train: {e}", file=sys.stderr)
+        return 2
+    try:
+        result = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
+    except NonFiniteLossError as e:
+        print(f"lcm train: {e}", file=sys.stderr)
+        return 1
+    last = result.last_metrics
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
+    print(f"finished {cfg.task} at step {result.step} in {result.run_dir}: {summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Top-level parser; subcommands parse their own arguments."""
+    parser = argparse.ArgumentParser(
+        prog="lcm",
+        description="lcm-jax: Large Concept Models in JAX.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `lcm <command> -h` for the options of a command.",
+    )
+    from lcm import __version__
+
+    parser.add_argument("--version", action="version", version=f"lcm-jax {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (help_text, _, issue) in SUBCOMMANDS.items():
+        suffix = f" [not implemented yet: issue {issue}]" if issue else ""
+        sub.add_parser(name, help=help_text + suffix, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lcm`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Split at the subcommand so its own options are not parsed here.
+    idx = next((i for i, a in enumerate(argv) if a in SUBCOMMANDS), None)
+    head, rest = (argv, []) if idx is None else (argv[: idx + 1], argv[idx + 1 :])
+    args = parser.parse_args(head)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        # orbax logs every save step at INFO through absl; keep the console readable.
+        logging.getLogger("absl").setLevel(logging.WARNING)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return int(_resolve(args.command)(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

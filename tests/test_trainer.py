@@ -1,0 +1,158 @@
+"""The trainer core on a small real model: learning, checkpoints, exact resume, NaN stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import REPO
+from jax.sharding import PartitionSpec as P
+
+from trainers.checkpoint import Checkpointer
+from trainers.config import MeshConfig, OptimConfig, load_train_config
+from trainers.loop import KILL_AFTER_STEP_ENV, NonFiniteLossError, train
+from trainers.mesh import logical_to_mesh_spec, make_mesh, mesh_shape
+from trainers.optim import learning_rate_schedule
+
+CONFIG = REPO / "configs/examples/mlp_regression.yaml"
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def tiny(run_dir: Path, *extra: str):
+    return load_train_config(
+        CONFIG,
+        [f"run_dir={run_dir}", "steps=40", "log_every=1", "checkpoint.every=10", *extra],
+    )
+
+
+def test_loss_goes_down_and_run_dir_is_complete(tmp_path: Path) -> None:
+    cfg = load_train_config(CONFIG, [f"run_dir={tmp_path}", "steps=200", "log_every=20"])
+    result = train(cfg, progress=False)
+    losses = [r["loss"] for r in read_metrics(tmp_path)]
+    assert len(losses) == 10
+    assert losses[-1] < 0.25 * losses[0], losses
+    assert result.step == 200 and result.resumed_from is None
+    assert (tmp_path / "config.yaml").is_file()
+    assert load_train_config(tmp_path / "config.yaml") == cfg  # resolved config reloads
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [
+        "100",
+        "200",
+    ]
+
+
+def test_stop_then_resume_continues_exactly(tmp_path: Path) -> None:
+    """40 steps straight vs. 20 steps, stop, resume to 40: the same loss sequence."""
+    train(tiny(tmp_path / "full"), progress=False)
+    first = train(tiny(tmp_path / "split"), progress=False, stop_at=20)
+    assert first.step == 20 and max(r["step"] for r in read_metrics(tmp_path / "split")) == 20
+    second = train(tiny(tmp_path / "split"), progress=False)
+    assert second.resumed_from == 20 and second.step == 40
+    full = [r["loss"] for r in read_metrics(tmp_path / "full")]
+    split = [r["loss"] for r in read_metrics(tmp_path / "split")]
+    assert len(full) == 40 and full == split
+
+
+def _run_cli(run_dir: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env_extra}
+    cmd = [
+        sys.executable,
+        "-m",
+        "lcm.cli",
+        "train",
+        str(CONFIG),
+        f"run_dir={run_dir}",
+        "steps=60",
+        "log_every=1",
+        "checkpoint.every=10",
+        "--no-progress",
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_sigkill_then_resume_gives_identical_loss_sequence(tmp_path: Path) -> None:
+    straight = _run_cli(tmp_path / "straight", {})
+    assert straight.returncode == 0, straight.stderr
+    killed = _run_cli(tmp_path / "killed", {KILL_AFTER_STEP_ENV: "27"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    steps_before = [r["step"] for r in read_metrics(tmp_path / "killed")]
+    assert max(steps_before) == 27  # it really died mid-way, past the step-20 checkpoint
+    resumed = _run_cli(tmp_path / "killed", {})
+    assert resumed.returncode == 0, resumed.stderr
+    a = read_metrics(tmp_path / "straight")
+    b = read_metrics(tmp_path / "killed")
+    assert [r["step"] for r in b] == list(range(1, 61))
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]  # bit-identical
+    ckpts = sorted(int(p.name) for p in (tmp_path / "killed" / "checkpoints").iterdir())
+    assert ckpts[-1] == 60
+
+
+def test_nan_loss_stops_naming_the_step(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path, "optim.lr=1e30", "optim.clip_norm=0.0", "optim.warmup_steps=0")
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+") as info:
+        train(cfg, progress=False)
+    bad_step = int(str(info.value).split("at step ")[1].split(";")[0])
+    good = [r["step"] for r in read_metrics(tmp_path)]
+    assert all(s < bad_step for s in good)
+    # no checkpoint holds the non-finite state
+    ckpts = [int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+    assert all(s < bad_step for s in ckpts)
+
+
+def test_corrupt_latest_checkpoint_falls_back(tmp_path: Path) -> None:
+    train(tiny(tmp_path, "steps=20"), progress=False)
+    for f in (tmp_path / "checkpoints" / "20").rglob("*"):  # damage every file of the newest
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    result = train(tiny(tmp_path, "steps=20"), progress=False)
+    assert result.resumed_from == 10 and result.step == 20
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert "20" in names and any(n.startswith("20.corrupt-") for n in names)
+    assert [r["step"] for r in read_metrics(tmp_path)] == list(range(1, 21))
+
+
+def test_learning_rate_schedule_shape() -> None:
+    sched = learning_rate_schedule(
+        OptimConfig(lr=1.0, warmup_steps=10, end_lr_ratio=0.1, decay="cosine"), 110
+    )
+    assert float(sched(0)) == 0.0
+    assert float(sched(10)) == pytest.approx(1.0)
+    assert float(sched(110)) == pytest.approx(0.1)
+    assert float(sched(60)) == pytest.approx(0.55, abs=1e-6)
+
+
+def test_mesh_rules_and_shapes() -> None:
+    assert mesh_shape(MeshConfig(data=-1, fsdp=1, model=1), 1) == (1, 1, 1)
+    assert mesh_shape(MeshConfig(data=2, fsdp=-1, model=2), 8) == (2, 2, 2)
+    with pytest.raises(ValueError, match="needs 4 devices"):
+        mesh_shape(MeshConfig(data=2, fsdp=2, model=1), 8)
+    mesh = make_mesh(MeshConfig())
+    # On one device every axis has size 1, so everything is replicated.
+    assert logical_to_mesh_spec(P("embed", "mlp"), (8, 16), mesh) == P(None, None)
+    with pytest.raises(KeyError, match="no rule"):
+        logical_to_mesh_spec(P("bogus"), (8,), mesh)
+
+
+def test_checkpointer_round_trip(tmp_path: Path) -> None:
+    tree = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "n": {0: np.ones(2, np.int32)}}
+    tree = jax.tree.map(jax.numpy.asarray, tree)
+    ck = Checkpointer(tmp_path, every=1, keep=2)
+    ck.save(3, tree, {"data_step": 3})
+    ck.wait()
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree
+    )
+    step, restored, meta = ck.restore_latest(abstract)
+    ck.close()
+    assert step == 3 and meta == {"data_step": 3}
+    jax.tree.map(np.testing.assert_array_equal, tree, restored)

@@ -1,0 +1,92 @@
+"""The training config: the task's own model/data sections plus the trainer's sections."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from lcm.config import ConfigError, apply_overrides, from_dict, read_yaml
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warmup, then decay, and global-norm gradient clipping."""
+
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    end_lr_ratio: float = 0.1  # final lr = lr * end_lr_ratio
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0  # 0 disables clipping
+    b1: float = 0.9
+    b2: float = 0.98
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """Orbax checkpoints under ``<run_dir>/checkpoints``: every N steps and at the end."""
+
+    every: int = 1000
+    keep: int = 3
+    async_save: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh ``('data', 'fsdp', 'model')``; one axis may be -1 (all remaining devices)."""
+
+    data: int = -1
+    fsdp: int = 1
+    model: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run. ``model`` and ``data`` are the task's own config dataclasses."""
+
+    task: str
+    model: Any = None
+    data: Any = None
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 32
+    log_every: int = 50
+    run_dir: str = "runs/default"
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+def train_config_from_dict(raw: dict[str, Any]) -> TrainConfig:
+    """Validate a raw mapping against the trainer's schema and the task's model/data schema."""
+    from trainers.tasks import get_task  # lazy: importing a task may import its model code
+
+    if "task" not in raw:
+        raise ConfigError("missing required config key 'task'")
+    if not isinstance(raw["task"], str):
+        raise ConfigError(f"config key 'task': expected str, got {raw['task']!r}")
+    task = get_task(raw["task"])
+    typed = dict(raw)
+    typed["model"] = from_dict(task.model_config, raw.get("model") or {}, prefix="model.")
+    typed["data"] = from_dict(task.data_config, raw.get("data") or {}, prefix="data.")
+    return from_dict(TrainConfig, typed)
+
+
+def load_train_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Load a training config from YAML plus dotted ``key=value`` overrides."""
+    raw = read_yaml(path) if path is not None else {}
+    return train_config_from_dict(apply_overrides(raw, overrides))
