@@ -1,0 +1,7 @@
+"""Allow ``python -m lcm.data.build_corpus``."""
+
+import sys
+
+from lcm.data.build_corpus import main
+
+sys.exit(main())

@@ -1,0 +1,215 @@
+"""``lcm data <sub>``: corpus building, sentence segmentation and Parquet shards.
+
+Subcommands:
+
+* ``shards INPUT... --out DIR``: read -> segment -> Parquet shards, with skip counts at the end.
+* ``segment [FILE|-]``: print one sentence per line.
+* ``build-corpus ...``: rebuild the shared corpus from Debian (``lcm.data.build_corpus``).
+* ``fit-normalizer``: not implemented yet (issue 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+
+__all__ = ["build_parser", "main"]
+
+_PROG = "lcm data"
+
+
+def _positive(value: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lcm data`` argument parser."""
+    from lcm.data.readers import FORMATS
+
+    parser = argparse.ArgumentParser(
+        prog=_PROG, description="Data pipeline: corpora, sentence segmentation, Parquet shards."
+    )
+    sub = parser.add_subparsers(dest="sub", metavar="<subcommand>")
+
+    p = sub.add_parser(
+        "shards",
+        help="segment documents into sentences and write Parquet shards",
+        description="Read documents (text, JSONL, pairs; .gz ok; globs and directories ok), "
+        "split them into sentences of at most --max-chars characters and write "
+        "DIR/shard-NNNNN.parquet plus DIR/manifest.json.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, globs or directories")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--format", default="auto", choices=FORMATS, help="input format")
+    p.add_argument("--max-chars", type=_positive, default=256, help="sentence length cap")
+    p.add_argument("--docs-per-shard", type=_positive, default=10_000, metavar="N")
+    p.add_argument("--row-group-size", type=_positive, default=1_000, metavar="N")
+    p.add_argument("--prefix", default="shard", help="shard file name prefix")
+    p.add_argument("--split", default=None, help="keep only records of this split (pairs)")
+    p.add_argument(
+        "--strict", action="store_true", help="stop at the first bad record (default: skip+count)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace shards already in DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "segment",
+        help="print one sentence per line",
+        description="Split text into sentences, one per line. A text file or stdin is one "
+        "document; JSONL/pairs files print one block per document, separated by blank lines.",
+    )
+    p.add_argument("file", nargs="?", default="-", metavar="FILE", help="input file, - = stdin")
+    p.add_argument("--max-chars", type=_positive, default=256, help="sentence length cap")
+    p.add_argument("--format", default="auto", choices=FORMATS, help="input format (files)")
+
+    sub.add_parser("build-corpus", help="rebuild the English corpus and pairs from Debian")
+    sub.add_parser("fit-normalizer", help="fit the embedding normalizer [not implemented yet]")
+    return parser
+
+
+def _setup_logging() -> None:
+    """Make reader warnings (skipped records, file:line) visible when run standalone."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _cmd_shards(args: argparse.Namespace) -> int:
+    from lcm.data.readers import DataError, ReadStats, iter_documents
+    from lcm.data.shards import write_documents
+
+    stats = ReadStats()
+    try:
+        docs = iter_documents(
+            args.inputs,
+            args.format,
+            stats=stats,
+            split=args.split,
+            on_error="raise" if args.strict else "skip",
+        )
+        result = write_documents(
+            docs,
+            args.out,
+            max_chars=args.max_chars,
+            docs_per_shard=args.docs_per_shard,
+            progress=not args.no_progress,
+            prefix=args.prefix,
+            row_group_size=args.row_group_size,
+            overwrite=args.overwrite,
+        )
+    except FileExistsError as e:
+        print(f"{_PROG} shards: error: {e} (--overwrite on the command line)", file=sys.stderr)
+        return 1
+    except (DataError, ValueError) as e:
+        print(f"{_PROG} shards: error: {e}", file=sys.stderr)
+        if stats.files:
+            print(f"{_PROG} shards: before the error: {stats.summary()}", file=sys.stderr)
+        return 1
+    print(stats.summary())
+    print(
+        f"wrote {result['documents_written']} documents, {result['sentences']} sentences "
+        f"(max {result['sentence_chars_max']} chars) to {len(result['shards'])} shard(s) in "
+        f"{args.out}; {result['skipped_no_sentences']} document(s) without sentences skipped"
+    )
+    problems = stats.skipped + stats.empty_files + stats.read_errors
+    if problems:
+        # Skips must never go unnoticed, even when stdout is redirected.
+        print(
+            f"{_PROG} shards: warning: {stats.skipped} bad record(s) skipped, "
+            f"{stats.empty_files} empty file(s), {stats.read_errors} unreadable file(s) "
+            "(see the log above; --strict stops at the first one)",
+            file=sys.stderr,
+        )
+    if result["documents_written"] == 0:
+        print(f"{_PROG} shards: error: no documents written", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from lcm.data.readers import DataError, ReadStats, read_documents
+    from lcm.data.segment import segment_document, split_paragraphs
+
+    out = sys.stdout
+    try:
+        if args.file == "-":
+            raw = sys.stdin.buffer.read()
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                raise DataError(f"<stdin>: invalid UTF-8 at byte {e.start}") from None
+            for sent in segment_document(split_paragraphs(text), args.max_chars):
+                out.write(sent + "\n")
+            return 0
+        stats = ReadStats()
+        for i, doc in enumerate(read_documents(args.file, args.format, stats=stats)):
+            if i:
+                out.write("\n")
+            for sent in segment_document(doc.paragraphs, args.max_chars):
+                out.write(sent + "\n")
+        if stats.skipped or stats.empty_files or stats.read_errors:
+            print(f"{_PROG} segment: {stats.summary()}", file=sys.stderr)
+        return 0
+    except DataError as e:
+        print(f"{_PROG} segment: error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # `lcm data segment book.txt | head`: stop quietly; silence the flush at exit too.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _cmd_build_corpus(argv: list[str]) -> int:
+    try:
+        from lcm.data import build_corpus
+    except ModuleNotFoundError as e:
+        if e.name and "lcm.data.build_corpus".startswith(e.name):
+            print(f"{_PROG} build-corpus: not available in this installation", file=sys.stderr)
+            return 2
+        raise
+    return int(build_corpus.main(argv) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``lcm data``.
+
+    Args:
+        argv: Arguments after ``lcm data`` (default: ``sys.argv[1:]``).
+
+    Returns:
+        Process exit code: 0 ok, 1 data error, 2 usage error / not implemented.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # These two take their arguments verbatim (their own parser, or none yet).
+    if argv[:1] == ["build-corpus"]:
+        return _cmd_build_corpus(argv[1:])
+    if argv[:1] == ["fit-normalizer"]:
+        print(f"{_PROG} fit-normalizer: not implemented yet (see issue 4)", file=sys.stderr)
+        return 2
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits on -h (0) and on usage errors (2)
+        return int(e.code or 0)
+    _setup_logging()
+    if args.sub == "shards":
+        return _cmd_shards(args)
+    if args.sub == "segment":
+        return _cmd_segment(args)
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Next-concept models and the concept normalizer."""
