@@ -332,5 +332,5 @@ def _postfix(record: dict[str, float]) -> dict[str, str]:
     if "tokens_per_s" in record:
         out["tok/s"] = f"{record['tokens_per_s']:.0f}"
     else:
-        out["it/s"] = f"{record['items_per_s']:.0f}"
+        out["ex/s"] = f"{record['items_per_s']:.0f}"
     return out
