@@ -36,7 +36,11 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
     "summarize": ("summarize a document in embedding space", None, 6),
     "expand": ("expand a summary into a document", None, 6),
     "generate": ("continue a document sentence by sentence", None, 6),
-    "launch": ("start N local processes for multi-host training", None, 5),
+    "launch": (
+        "run a command as N local JAX processes (multi-host test)",
+        "trainers.launch:main",
+        None,
+    ),
     "plot": ("draw loss and evaluation curves of a run", None, 9),
     "convert-sonar": ("convert a fairseq2 SONAR checkpoint", None, 8),
     "bench": ("benchmarks: train, generate, codec, peak", None, 7),
@@ -79,10 +83,13 @@ def train_main(argv: Sequence[str]) -> int:
         "--no-resume", action="store_true", help="ignore existing checkpoints in run_dir"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may follow the overrides
 
     from lcm.config import ConfigError
     from trainers.config import load_train_config
+    from trainers.distributed import initialize_from_env
+
+    initialize_from_env()  # before any JAX computation; a no-op for single-process runs
     from trainers.loop import NonFiniteLossError, train
 
     try:
@@ -92,7 +99,7 @@ def train_main(argv: Sequence[str]) -> int:
         return 2
     try:
         result = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, FileExistsError) as e:
         print(f"lcm train: {e}", file=sys.stderr)
         return 1
     last = result.last_metrics
@@ -135,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         # orbax logs every save step at INFO through absl; keep the console readable.
         logging.getLogger("absl").setLevel(logging.WARNING)
+        logging.getLogger("jax").setLevel(logging.WARNING)
     if args.command is None:
         parser.print_help()
         return 0

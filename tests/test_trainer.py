@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 from conftest import REPO
+from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from trainers.checkpoint import Checkpointer
@@ -20,6 +21,7 @@ from trainers.config import MeshConfig, OptimConfig, load_train_config
 from trainers.loop import KILL_AFTER_STEP_ENV, NonFiniteLossError, train
 from trainers.mesh import logical_to_mesh_spec, make_mesh, mesh_shape
 from trainers.optim import learning_rate_schedule
+from trainers.state import load_trained_model
 
 CONFIG = REPO / "configs/examples/mlp_regression.yaml"
 
@@ -156,3 +158,25 @@ def test_checkpointer_round_trip(tmp_path: Path) -> None:
     ck.close()
     assert step == 3 and meta == {"data_step": 3}
     jax.tree.map(np.testing.assert_array_equal, tree, restored)
+
+
+def test_gradient_accumulation_matches_full_batch(tmp_path: Path) -> None:
+    train(tiny(tmp_path / "full", "steps=8"), progress=False)
+    train(tiny(tmp_path / "accum", "steps=8", "grad_accum=4"), progress=False)
+    full = [r["loss"] for r in read_metrics(tmp_path / "full")]
+    accum = [r["loss"] for r in read_metrics(tmp_path / "accum")]
+    assert accum == pytest.approx(full, rel=1e-5)
+    with pytest.raises(Exception, match="not divisible by grad_accum"):
+        tiny(tmp_path / "bad", "grad_accum=5")
+
+
+def test_bfloat16_compute_keeps_float32_master_weights(tmp_path: Path) -> None:
+    train(tiny(tmp_path / "f32", "steps=30"), progress=False)
+    train(tiny(tmp_path / "bf16", "steps=30", "compute_dtype=bfloat16"), progress=False)
+    f32 = [r["loss"] for r in read_metrics(tmp_path / "f32")]
+    bf16 = [r["loss"] for r in read_metrics(tmp_path / "bf16")]
+    assert bf16 != f32  # really computed in bf16 ...
+    assert bf16 == pytest.approx(f32, rel=0.05)  # ... and close to the float32 run
+    assert bf16[-1] < 0.5 * bf16[0]
+    _, model, _ = load_trained_model(tmp_path / "bf16")
+    assert {str(p.dtype) for p in jax.tree.leaves(nnx.state(model, nnx.Param))} == {"float32"}

@@ -61,14 +61,20 @@ class TrainConfig:
     batch_size: int = 32
     log_every: int = 50
     run_dir: str = "runs/default"
+    grad_accum: int = 1  # micro-batches per step (batch_size is the total over them)
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"  # params/optimizer stay float32
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every"):
+        for name in ("steps", "batch_size", "log_every", "grad_accum"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(
+                f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
+            )
 
 
 def train_config_from_dict(raw: dict[str, Any]) -> TrainConfig:

@@ -75,7 +75,12 @@ class MLP(nnx.Module):
 
 
 class RegressionSource:
-    """Synthetic batches whose content is a pure function of (seed, step, process index)."""
+    """Synthetic batches whose content is a pure function of (seed, step).
+
+    The global batch of a step is drawn from one generator seeded by (seed, step) and each
+    process keeps its own rows, so the global batch is the same for any number of processes
+    (generating all rows is cheap at this size; real sources index rows instead).
+    """
 
     def __init__(self, cfg: RegressionDataConfig, ctx: DataContext):
         self.cfg = cfg
@@ -86,11 +91,15 @@ class RegressionSource:
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """This process's rows of the global batch at ``step``."""
-        rng = np.random.default_rng([self.ctx.seed, step, self.ctx.process_index])
-        x = rng.normal(size=(self.ctx.local_batch_size, self.cfg.in_features))
-        y = np.sin(x @ self.w) @ self.v
-        y = y + self.cfg.noise * rng.normal(size=y.shape)
-        return {"x": x.astype(np.float32), "y": y.astype(np.float32)}
+        rng = np.random.default_rng([self.ctx.seed, step])
+        x = rng.normal(size=(self.ctx.batch_size, self.cfg.in_features))
+        noise = rng.normal(size=(self.ctx.batch_size, self.cfg.out_features))
+        y = np.sin(x @ self.w) @ self.v + self.cfg.noise * noise
+        rows = slice(
+            self.ctx.process_index * self.ctx.local_batch_size,
+            (self.ctx.process_index + 1) * self.ctx.local_batch_size,
+        )
+        return {"x": x[rows].astype(np.float32), "y": y[rows].astype(np.float32)}
 
 
 MLP_REGRESSION = Task(

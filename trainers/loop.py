@@ -28,9 +28,10 @@ from tqdm.auto import tqdm
 from lcm.config import save_yaml
 from trainers.checkpoint import Checkpointer
 from trainers.config import TrainConfig
-from trainers.mesh import batch_sharding, make_mesh, replicated, state_shardings
+from trainers.mesh import batch_sharding, make_mesh
 from trainers.optim import learning_rate_schedule, make_optimizer
-from trainers.task import DataContext, Task
+from trainers.state import plan_train_state
+from trainers.task import DataContext
 from trainers.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -53,91 +54,72 @@ class TrainResult:
     last_metrics: dict[str, float]
 
 
-@dataclasses.dataclass
-class ModelState:
-    """The pieces of a split model that the jitted step closes over or carries.
-
-    Attributes:
-        graphdef: Static structure of the model (split once, reused by every step).
-        abstract: Abstract train state (ShapeDtypeStruct leaves with shardings).
-        shardings: NamedSharding tree matching the train state.
-    """
-
-    graphdef: Any
-    abstract: Any
-    shardings: Any
-
-
-def init_train_state(
-    task: Task, cfg: TrainConfig, mesh: jax.sharding.Mesh, tx: optax.GradientTransformation
-) -> tuple[dict[str, Any], ModelState]:
-    """Create the sharded train state without ever materializing an unsharded model.
-
-    The model is first built abstractly (``nnx.eval_shape``) to read its structure and the
-    logical axis names of its parameters; the real initialization then runs under ``jit`` with
-    ``out_shardings``, so every device creates only its own shards.
-
-    Returns:
-        ``({"step", "params", "buffers", "opt_state"}, ModelState)``.
-    """
-    init_key = jax.random.fold_in(jax.random.key(cfg.seed), 0)
-
-    def build() -> nnx.Module:
-        return task.build_model(cfg.model, cfg.data, nnx.Rngs(init_key))
-
-    abstract_model = nnx.eval_shape(build)
-    graphdef, abstract_params, abstract_buffers = nnx.split(abstract_model, nnx.Param, ...)
-    if jax.tree.leaves(nnx.split(abstract_model, nnx.RngState, ...)[1]):
-        raise TypeError(
-            f"task {task.name!r}: the model holds RNG state; take randomness from the `rng` "
-            "argument of loss() instead, so the train step stays a pure function"
-        )
-    param_specs = nnx.to_pure_dict(nnx.get_partition_spec(abstract_params))
-    abstract_params = nnx.to_pure_dict(abstract_params)
-    param_shardings = state_shardings(param_specs, abstract_params, mesh)
-    buffer_shardings = jax.tree.map(lambda _: replicated(mesh), nnx.to_pure_dict(abstract_buffers))
-
-    def init() -> tuple[Any, Any]:
-        _, params, buffers = nnx.split(build(), nnx.Param, ...)
-        return nnx.to_pure_dict(params), nnx.to_pure_dict(buffers)
-
-    with jax.set_mesh(mesh):
-        params, buffers = jax.jit(init, out_shardings=(param_shardings, buffer_shardings))()
-        opt_state = jax.jit(tx.init)(params)
-    state = {
-        "step": jax.device_put(jnp.zeros((), jnp.int32), replicated(mesh)),
-        "params": params,
-        "buffers": buffers,
-        "opt_state": opt_state,
-    }
-    shardings = jax.tree.map(lambda x: x.sharding, state)
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+def _cast_floats(tree: Any, dtype: jnp.dtype) -> Any:
+    """Cast the floating-point leaves of ``tree`` to ``dtype`` (integers and bools untouched)."""
+    return jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
     )
-    return state, ModelState(graphdef=graphdef, abstract=abstract, shardings=shardings)
 
 
 def make_train_step(
     graphdef: Any,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
-    seed: int,
+    cfg: TrainConfig,
     shardings: Any,
 ) -> Callable[[dict[str, Any], dict[str, jax.Array]], tuple[dict[str, Any], dict[str, Any]]]:
-    """Build the jitted, state-donating train step."""
-    train_key = jax.random.fold_in(jax.random.key(seed), 1)
+    """Build the jitted, state-donating train step.
+
+    With ``cfg.compute_dtype == "bfloat16"`` the forward and backward passes see bf16 copies of
+    the float32 master parameters and of the floating batch arrays (models compute their loss
+    reductions in float32). With ``cfg.grad_accum > 1`` the batch is split into strided
+    micro-batches (so each device keeps an equal share of every micro-batch) whose gradients
+    are averaged under ``lax.scan``.
+    """
+    train_key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
+    compute_dtype = jnp.dtype(cfg.compute_dtype)
+    accum = cfg.grad_accum
+
+    def micro_loss(
+        params: Any, buffers: Any, batch: dict[str, jax.Array], rng: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        if compute_dtype != jnp.float32:
+            params, batch = _cast_floats(params, compute_dtype), _cast_floats(batch, compute_dtype)
+        model = nnx.merge(graphdef, params, buffers)
+        loss, metrics = model.loss(batch, rng)
+        return loss.astype(jnp.float32), metrics
+
+    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+
+    def accumulated_grads(
+        params: Any, buffers: Any, batch: dict[str, jax.Array], rng: jax.Array
+    ) -> tuple[tuple[jax.Array, dict[str, jax.Array]], Any]:
+        if accum == 1:
+            return grad_fn(params, buffers, batch, rng)
+        # [B, ...] -> [accum, B / accum, ...] taking every accum-th row into a micro-batch.
+        micro = jax.tree.map(
+            lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1), batch
+        )
+
+        def body(carry: Any, inputs: tuple[Any, jax.Array]) -> tuple[Any, None]:
+            mb, i = inputs
+            out = grad_fn(params, buffers, mb, jax.random.fold_in(rng, i))
+            return jax.tree.map(jnp.add, carry, out), None
+
+        first = jax.tree.map(lambda x: x[0], micro)
+        zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(grad_fn, params, buffers, first, rng))
+        total, _ = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
+        (loss, metrics), grads = jax.tree.map(lambda x: x / accum, total)
+        if "tokens" in metrics:  # a count adds up over micro-batches
+            metrics = {**metrics, "tokens": metrics["tokens"] * accum}
+        return (loss, metrics), grads
 
     def train_step(
         state: dict[str, Any], batch: dict[str, jax.Array]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         step = state["step"]
         rng = jax.random.fold_in(train_key, step)
-
-        def loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
-            model = nnx.merge(graphdef, params, state["buffers"])
-            return model.loss(batch, rng)
-
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        (loss, metrics), grads = accumulated_grads(state["params"], state["buffers"], batch, rng)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         metrics = {
@@ -242,6 +224,7 @@ def train(
 
     Raises:
         NonFiniteLossError: The loss became NaN or inf; the message names the step.
+        FileExistsError: ``resume=False`` but the run directory already has checkpoints.
     """
     # --- setup
     task = get_task(cfg.task)
@@ -262,7 +245,7 @@ def train(
     source = task.build_data(cfg.data, cfg.model, ctx)
     # --- model and optimizer
     tx = make_optimizer(cfg.optim, cfg.steps)
-    state, model_state = init_train_state(task, cfg, mesh, tx)
+    layout = plan_train_state(task, cfg, mesh, tx)
     # --- restore
     checkpointer = Checkpointer(
         run_dir / "checkpoints",
@@ -272,21 +255,28 @@ def train(
     )
     metrics_log = MetricsLog(run_dir / "metrics.jsonl", cfg.batch_size, write=is_main)
     start, resumed_from = 0, None
-    restored = checkpointer.restore_latest(model_state.abstract) if resume else None
-    if restored is not None:
+    if not resume and checkpointer.all_steps():
+        checkpointer.close()
+        raise FileExistsError(
+            f"{checkpointer.directory} already holds checkpoints; resume, or use a new run_dir "
+            "(nothing is deleted automatically)"
+        )
+    restored = checkpointer.restore_latest(layout.abstract) if resume else None
+    if restored is None:
+        state = layout.init()
+        metrics_log.truncate_after(0)  # a fresh run starts a fresh log
+    else:
         resumed_from, state, meta = restored
         start = int(meta.get("data_step", resumed_from))
         metrics_log.truncate_after(resumed_from)
         log.info("resumed %s from step %d", run_dir, resumed_from)
-    elif is_main:
-        metrics_log.truncate_after(0)
     # --- loop
     step_fn = make_train_step(
-        model_state.graphdef,
+        layout.graphdef,
         tx,
         learning_rate_schedule(cfg.optim, cfg.steps),
-        cfg.seed,
-        model_state.shardings,
+        cfg,
+        layout.shardings,
     )
     data_sharding = batch_sharding(mesh)
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)

@@ -1,0 +1,133 @@
+"""The train state: its sharded layout, its initialization, and loading a trained model.
+
+The state is a plain dict ``{"step", "params", "buffers", "opt_state"}`` of arrays. Its layout
+(shapes, dtypes, shardings) is derived without allocating anything: the model is built
+abstractly to read parameter shapes and logical axis names, and the optimizer's state
+shardings are read off the compiled ``tx.init``. Initialization then runs as one ``jit`` with
+``out_shardings``, so no process ever materializes an unsharded model, and a restore targets
+the same abstract layout, so each process reads only its own shards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from trainers.checkpoint import Checkpointer, CheckpointError
+from trainers.config import MeshConfig, TrainConfig, load_train_config
+from trainers.mesh import make_mesh, replicated, state_shardings
+from trainers.optim import make_optimizer
+from trainers.task import Task
+from trainers.tasks import get_task
+
+
+@dataclasses.dataclass(frozen=True)
+class StateLayout:
+    """Everything known about the train state before it exists.
+
+    Attributes:
+        graphdef: Static structure of the model (split once, merged inside the step).
+        abstract: The state as ``jax.ShapeDtypeStruct`` leaves carrying their shardings.
+        shardings: ``NamedSharding`` tree of the state.
+        init: Jitted ``() -> state`` creating every shard on its own device.
+    """
+
+    graphdef: Any
+    abstract: Any
+    shardings: Any
+    init: Callable[[], dict[str, Any]]
+
+
+def plan_train_state(
+    task: Task, cfg: TrainConfig, mesh: jax.sharding.Mesh, tx: optax.GradientTransformation
+) -> StateLayout:
+    """Derive the sharded layout of the train state of ``cfg`` on ``mesh``."""
+    init_key = jax.random.fold_in(jax.random.key(cfg.seed), 0)
+
+    def build() -> nnx.Module:
+        return task.build_model(cfg.model, cfg.data, nnx.Rngs(init_key))
+
+    abstract_model = nnx.eval_shape(build)
+    if jax.tree.leaves(nnx.split(abstract_model, nnx.RngState, ...)[1]):
+        raise TypeError(
+            f"task {task.name!r}: the model holds RNG state; take randomness from the `rng` "
+            "argument of loss() instead, so the train step stays a pure function"
+        )
+    graphdef, abstract_params, abstract_buffers = nnx.split(abstract_model, nnx.Param, ...)
+    param_specs = nnx.to_pure_dict(nnx.get_partition_spec(abstract_params))
+    abstract_params = nnx.to_pure_dict(abstract_params)
+    param_shardings = state_shardings(param_specs, abstract_params, mesh)
+    with_shardings = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        abstract_params,
+        param_shardings,
+    )
+    with jax.set_mesh(mesh):
+        # Let XLA place the optimizer state next to its parameters, then read the result.
+        opt_shardings = jax.jit(tx.init).lower(with_shardings).compile().output_shardings
+    shardings = {
+        "step": replicated(mesh),
+        "params": param_shardings,
+        "buffers": jax.tree.map(lambda _: replicated(mesh), nnx.to_pure_dict(abstract_buffers)),
+        "opt_state": opt_shardings,
+    }
+
+    def init() -> dict[str, Any]:
+        _, params, buffers = nnx.split(build(), nnx.Param, ...)
+        params = nnx.to_pure_dict(params)
+        return {
+            "step": jnp.zeros((), jnp.int32),
+            "params": params,
+            "buffers": nnx.to_pure_dict(buffers),
+            "opt_state": tx.init(params),
+        }
+
+    shapes = jax.eval_shape(init)
+    abstract = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings
+    )
+    return StateLayout(
+        graphdef=graphdef,
+        abstract=abstract,
+        shardings=shardings,
+        init=jax.jit(init, out_shardings=shardings),
+    )
+
+
+def load_trained_model(
+    run_dir: str | Path, mesh_cfg: MeshConfig | None = None
+) -> tuple[TrainConfig, nnx.Module, int]:
+    """Rebuild the model of a training run from its newest readable checkpoint.
+
+    Args:
+        run_dir: A run directory written by :func:`trainers.loop.train`.
+        mesh_cfg: Mesh to restore onto (default: all local devices on the data axis); it
+            need not match the mesh the run was trained on.
+
+    Returns:
+        ``(config, model, step)``.
+
+    Raises:
+        CheckpointError: The run has no readable checkpoint.
+    """
+    run_dir = Path(run_dir)
+    cfg = load_train_config(run_dir / "config.yaml")
+    mesh = make_mesh(mesh_cfg or MeshConfig())
+    layout = plan_train_state(get_task(cfg.task), cfg, mesh, make_optimizer(cfg.optim, cfg.steps))
+    checkpointer = Checkpointer(run_dir / "checkpoints", every=0, keep=1_000_000)
+    try:
+        restored = checkpointer.restore_latest(layout.abstract)
+    finally:
+        checkpointer.close()
+    if restored is None:
+        raise CheckpointError(f"no checkpoint in {run_dir / 'checkpoints'}")
+    step, state, _ = restored
+    model = nnx.merge(layout.graphdef, state["params"], state["buffers"])
+    return cfg, model, step
