@@ -133,6 +133,16 @@ def test_learning_rate_schedule_shape() -> None:
     assert float(sched(60)) == pytest.approx(0.55, abs=1e-6)
 
 
+def test_wsd_schedule_is_stable_then_cools_down() -> None:
+    cfg = OptimConfig(lr=1.0, warmup_steps=10, decay="wsd", cooldown_steps=20, end_lr_ratio=0.0)
+    short, longer = learning_rate_schedule(cfg, 100), learning_rate_schedule(cfg, 200)
+    assert float(short(5)) == pytest.approx(0.5)
+    assert [float(short(s)) for s in (10, 50, 80)] == [1.0, 1.0, 1.0]
+    assert float(short(90)) == pytest.approx(0.5) and float(short(100)) == pytest.approx(0.0)
+    # extending the run while stable changes no step already taken
+    assert all(float(short(s)) == float(longer(s)) for s in range(0, 80, 7))
+
+
 def test_mesh_rules_and_shapes() -> None:
     assert mesh_shape(MeshConfig(data=-1, fsdp=1, model=1), 1) == (1, 1, 1)
     assert mesh_shape(MeshConfig(data=2, fsdp=-1, model=2), 8) == (2, 2, 2)

@@ -16,8 +16,12 @@ class OptimConfig:
 
     lr: float = 1e-3
     warmup_steps: int = 100
-    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    decay: Literal["cosine", "linear", "constant", "wsd"] = "cosine"
     end_lr_ratio: float = 0.1  # final lr = lr * end_lr_ratio
+    # "wsd" (warmup-stable-decay): constant lr, then a linear cooldown over the last
+    # cooldown_steps steps. Raising `steps` of a run still in its stable phase extends it
+    # without changing any step already taken.
+    cooldown_steps: int = 0
     weight_decay: float = 0.01
     clip_norm: float = 1.0  # 0 disables clipping
     b1: float = 0.9
@@ -29,6 +33,8 @@ class OptimConfig:
             raise ValueError(f"optim.lr must be > 0, got {self.lr}")
         if self.warmup_steps < 0:
             raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.cooldown_steps < 0:
+            raise ValueError(f"optim.cooldown_steps must be >= 0, got {self.cooldown_steps}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,9 @@ def learning_rate_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule
         decay = optax.cosine_decay_schedule(cfg.lr, decay_steps, alpha=cfg.end_lr_ratio)
     elif cfg.decay == "linear":
         decay = optax.linear_schedule(cfg.lr, end_lr, decay_steps)
+    elif cfg.decay == "wsd":
+        stable = max(decay_steps - cfg.cooldown_steps, 0)
+        decay = optax.linear_schedule(cfg.lr, end_lr, decay_steps - stable, transition_begin=stable)
     else:
         decay = optax.constant_schedule(cfg.lr)
     if warmup == 0:
