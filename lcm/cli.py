@@ -25,13 +25,22 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
         "lcm.cli:train_main",
         None,
     ),
+    "export": (
+        "write a model directory (what load() opens) from a training run",
+        "lcm.cli:export_main",
+        None,
+    ),
     "encode": (
         "encode text lines into concept vectors (.npy or Parquet)",
         "encoders.cli:encode_main",
         None,
     ),
     "decode": ("decode concept vectors back into sentences", "encoders.cli:decode_main", None),
-    "eval": ("evaluate a trained model (pre-training metrics)", None, 4),
+    "eval": (
+        "next-concept metrics (l2, l2-r, CA) of trained LCMs",
+        "lcm.eval.cli:main",
+        None,
+    ),
     "eval-task": ("summarization/expansion evaluation (ROUGE, OVL-3, REP-4)", None, 6),
     "summarize": ("summarize a document in embedding space", None, 6),
     "expand": ("expand a summary into a document", None, 6),
@@ -86,6 +95,7 @@ def train_main(argv: Sequence[str]) -> int:
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides
 
     from lcm.config import ConfigError
+    from lcm.data.readers import DataError
     from trainers.config import load_train_config
     from trainers.distributed import initialize_from_env
 
@@ -99,13 +109,63 @@ def train_main(argv: Sequence[str]) -> int:
         return 2
     try:
         result = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
-    except (NonFiniteLossError, FileExistsError) as e:
+    except (NonFiniteLossError, FileExistsError, FileNotFoundError, DataError) as e:
         print(f"lcm train: {e}", file=sys.stderr)
         return 1
     last = result.last_metrics
     summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
     print(f"finished {cfg.task} at step {result.step} in {result.run_dir}: {summary}")
     return 0
+
+
+def export_main(argv: Sequence[str]) -> int:
+    """``lcm export RUN_DIR OUT_DIR``: the newest checkpoint of a run as a model directory."""
+    parser = argparse.ArgumentParser(
+        prog="lcm export",
+        description="Write the model directory of a training run (config.yaml, weights.npz, "
+        "and what the model family needs: tokenizer.model, normalizer.npz, card.md).",
+    )
+    parser.add_argument("run_dir", help="a run directory written by `lcm train`")
+    parser.add_argument("out_dir", help="where to write the model directory")
+    args = parser.parse_args(argv)
+
+    from trainers.checkpoint import CheckpointError
+    from trainers.state import load_trained_model
+    from trainers.tasks import get_task
+
+    try:
+        cfg, model, step = load_trained_model(args.run_dir)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"lcm export: {e}", file=sys.stderr)
+        return 2
+    task = get_task(cfg.task)
+    if task.export is None:
+        print(f"lcm export: task {cfg.task!r} has no model-directory format", file=sys.stderr)
+        return 2
+    task.export(model, cfg.model, cfg.data, args.out_dir)
+    print(f"exported {cfg.task} step {step} from {args.run_dir} to {args.out_dir}")
+    return 0
+
+
+# Subcommands that never compile anything; the others share a persistent compilation cache.
+_NO_JAX = {"data", "launch"}
+
+
+def enable_compilation_cache() -> None:
+    """Keep compiled XLA programs on disk so a restart or a second run skips compilation.
+
+    The directory is ``$LCM_COMPILATION_CACHE`` (default ``~/.cache/lcm-jax/xla``); set it
+    to an empty string to switch the cache off.
+    """
+    import os
+
+    path = os.environ.get("LCM_COMPILATION_CACHE", os.path.expanduser("~/.cache/lcm-jax/xla"))
+    if not path:
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command not in _NO_JAX:
+        enable_compilation_cache()
     return int(_resolve(args.command)(rest) or 0)
 
 

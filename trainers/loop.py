@@ -26,6 +26,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from lcm.config import save_yaml
+from lcm.io import write_text_atomic
 from trainers.checkpoint import Checkpointer
 from trainers.config import TrainConfig
 from trainers.mesh import batch_sharding, make_mesh
@@ -191,9 +192,7 @@ class MetricsLog:
             for line in self.path.read_text(encoding="utf-8").splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step
         ]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
 
 def _global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> Any:

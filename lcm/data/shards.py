@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from lcm.data.readers import DataError, Document
 from lcm.data.segment import segment_document
+from lcm.io import write_text_atomic
 
 __all__ = [
     "MANIFEST_NAME",
@@ -66,19 +67,6 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class ShardWriter:
@@ -217,7 +205,7 @@ class ShardWriter:
             "embedding_dim": self._emb_dim,
             "shards": self._shards,
         }
-        _atomic_write_text(self.out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+        write_text_atomic(self.out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
         keep = set(self._paths)
         for old in self._stale:  # overwrite=True: drop shards of the previous run
             if old not in keep:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from lcm.io import atomic_write
 
 Method = Literal["standard", "robust", "gaussian_robust"]
 METHODS: tuple[str, ...] = ("standard", "robust", "gaussian_robust")
@@ -103,22 +104,14 @@ class Normalizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``normalizer.npz`` atomically (temp name, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f,
-                    center=self.center,
-                    scale=self.scale,
-                    method=np.array(self.method),
-                    clip=np.array(np.nan if self.clip is None else self.clip),
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "wb") as f:
+            np.savez(
+                f,
+                center=self.center,
+                scale=self.scale,
+                method=np.array(self.method),
+                clip=np.array(np.nan if self.clip is None else self.clip),
+            )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Normalizer:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from lcm.io import atomic_write
 
 
 def write_jsonl_gz(path: str | Path, records: Iterable[Mapping[str, Any]]) -> int:
@@ -26,21 +26,12 @@ def write_jsonl_gz(path: str | Path, records: Iterable[Mapping[str, Any]]) -> in
     Returns:
         The number of records written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     count = 0
-    try:
-        with (
-            os.fdopen(fd, "wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
-        ):
-            for record in records:
-                gz.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
-                count += 1
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; outputs are ordinary data files
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with (
+        atomic_write(path, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+    ):
+        for record in records:
+            gz.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+            count += 1
     return count

@@ -1,0 +1,13 @@
+"""Sentence encoders and decoders: the concept space the LCMs live in.
+
+``encoders.load("default")`` returns the shipped :class:`Codec`; ``encoders.load(path)`` opens
+a model directory::
+
+    codec = encoders.load("default")
+    vecs = codec.encode(["A sentence.", "Another one."])  # float32 [N, D]
+    texts = codec.decode(vecs, beam_size=1)
+"""
+
+from encoders.codec import Codec, load
+
+__all__ = ["Codec", "load"]

@@ -1,0 +1,373 @@
+"""The codec network: a Transformer sentence encoder to one D-dim vector, a decoder that
+cross-attends to that vector, and the denoising autoencoder loss that trains both.
+
+Token layout (see ``encoders.tokenizer``): a sentence is its token ids followed by ``EOS``,
+right-padded with ``PAD = 0``. The encoder reads that; the decoder reads ``BOS`` + the ids and
+predicts the ids + ``EOS``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from encoders.config import CodecModelConfig
+from encoders.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID
+from lcm.nn import (
+    DecoderBlock,
+    EncoderBlock,
+    KVCache,
+    LearnedPositions,
+    MemoryKV,
+    TokenEmbedding,
+    dropout,
+    kernel_init,
+    make_norm,
+    partitioned,
+    sinusoidal_positions,
+    split_rng,
+)
+
+_ROPE_BASE = 10000.0
+
+
+def compute_dtype(cfg: CodecModelConfig) -> jnp.dtype:
+    """The jnp dtype named by ``cfg.dtype``."""
+    return jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
+
+
+def _projection(
+    d_in: int, d_out: int, names: tuple[str, str], dtype: jnp.dtype, rngs: nnx.Rngs
+) -> nnx.Linear:
+    return nnx.Linear(
+        d_in,
+        d_out,
+        dtype=dtype,
+        kernel_init=partitioned(kernel_init(), names),
+        bias_init=partitioned(nnx.initializers.zeros, names[1:]),
+        rngs=rngs,
+    )
+
+
+class _Positions(nnx.Module):
+    """Absolute position encodings added to the inputs (none for RoPE, which lives in
+    attention)."""
+
+    def __init__(self, cfg: CodecModelConfig, rngs: nnx.Rngs):
+        self.kind = cfg.positions
+        self.d_model = cfg.d_model
+        self.table = (
+            LearnedPositions(cfg.max_len, cfg.d_model, dtype=compute_dtype(cfg), rngs=rngs)
+            if cfg.positions == "learned"
+            else None
+        )
+
+    @property
+    def rope_base(self) -> float | None:
+        """The RoPE base for the attention layers, or None when positions are absolute."""
+        return _ROPE_BASE if self.kind == "rope" else None
+
+    def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
+        """Add encodings for ``positions`` [T] to ``x`` [B, T, d]."""
+        if self.kind == "learned":
+            return x + self.table(positions)
+        if self.kind == "sinusoidal":
+            return x + sinusoidal_positions(positions, self.d_model).astype(x.dtype)
+        return x
+
+
+class SentenceEncoder(nnx.Module):
+    """Pre-LN bidirectional Transformer, masked mean pooling, linear projection to D.
+
+    Args:
+        cfg: Model config.
+        embed: Token embedding (shared with the decoder).
+        rngs: Initialization RNGs.
+    """
+
+    def __init__(self, cfg: CodecModelConfig, embed: TokenEmbedding, rngs: nnx.Rngs):
+        dtype = compute_dtype(cfg)
+        self.dropout_rate = cfg.dropout
+        self.embed = embed
+        self.positions = _Positions(cfg, rngs)
+        self.blocks = nnx.List(
+            [
+                EncoderBlock(
+                    cfg.d_model,
+                    cfg.num_heads,
+                    cfg.mlp_dim,
+                    num_layers=cfg.encoder_layers,
+                    ffn=cfg.ffn,
+                    norm=cfg.norm,
+                    rope_base=self.positions.rope_base,
+                    dropout_rate=cfg.dropout,
+                    dtype=dtype,
+                    rngs=rngs,
+                )
+                for _ in range(cfg.encoder_layers)
+            ]
+        )
+        self.norm = make_norm(cfg.norm, cfg.d_model, dtype=dtype)
+        self.project = _projection(cfg.d_model, cfg.concept_dim, ("embed", "concept"), dtype, rngs)
+
+    def __call__(self, tokens: jax.Array, *, rng: jax.Array | None = None) -> jax.Array:
+        """Encode padded sentences.
+
+        Args:
+            tokens: [B, L] int ids (sentence, EOS, then PAD). Outputs do not depend on L or
+                on other rows.
+            rng: Dropout key, or None (inference).
+
+        Returns:
+            Concept vectors [B, D] float32.
+        """
+        mask = tokens != PAD_ID
+        positions = jnp.arange(tokens.shape[1])
+        rngs = split_rng(rng, len(self.blocks) + 1)
+        x = dropout(self.positions(self.embed(tokens), positions), self.dropout_rate, rngs[0])
+        for block, r in zip(self.blocks, rngs[1:]):
+            x = block(x, mask=mask, positions=positions, rng=r)
+        x = self.norm(x).astype(jnp.float32)
+        weights = mask.astype(jnp.float32)[..., None]
+        pooled = jnp.sum(x * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
+        return self.project(pooled).astype(jnp.float32)
+
+
+class SentenceDecoder(nnx.Module):
+    """Causal Transformer that cross-attends to one memory slot (the concept vector projected
+    to d_model), with output logits tied to the token embedding.
+
+    Args:
+        cfg: Model config.
+        embed: Token embedding (shared with the encoder).
+        rngs: Initialization RNGs.
+    """
+
+    def __init__(self, cfg: CodecModelConfig, embed: TokenEmbedding, rngs: nnx.Rngs):
+        dtype = compute_dtype(cfg)
+        self.dropout_rate = cfg.dropout
+        self.embed = embed
+        self.positions = _Positions(cfg, rngs)
+        self.memory = _projection(cfg.concept_dim, cfg.d_model, ("concept", "embed"), dtype, rngs)
+        self.blocks = nnx.List(
+            [
+                DecoderBlock(
+                    cfg.d_model,
+                    cfg.num_heads,
+                    cfg.mlp_dim,
+                    num_layers=cfg.decoder_layers,
+                    cross_attention=True,
+                    single_key_memory=True,
+                    ffn=cfg.ffn,
+                    norm=cfg.norm,
+                    rope_base=self.positions.rope_base,
+                    dropout_rate=cfg.dropout,
+                    dtype=dtype,
+                    rngs=rngs,
+                )
+                for _ in range(cfg.decoder_layers)
+            ]
+        )
+        self.norm = make_norm(cfg.norm, cfg.d_model, dtype=dtype)
+
+    def project_memory(self, concepts: jax.Array) -> tuple[MemoryKV, ...]:
+        """Per-layer cross-attention memories of ``concepts`` [B, D] (computed once)."""
+        memory = self.memory(concepts)[:, None, :]  # [B, 1, d_model]
+        return tuple(block.cross_attention.project_memory(memory) for block in self.blocks)
+
+    def __call__(
+        self, tokens: jax.Array, concepts: jax.Array, *, rng: jax.Array | None = None
+    ) -> jax.Array:
+        """Teacher-forced pass.
+
+        Args:
+            tokens: Decoder input [B, T] (BOS, then the sentence).
+            concepts: [B, D].
+            rng: Dropout key, or None.
+
+        Returns:
+            Next-token logits [B, T, vocab] float32.
+        """
+        positions = jnp.arange(tokens.shape[1])
+        memories = self.project_memory(concepts)
+        rngs = split_rng(rng, len(self.blocks) + 1)
+        x = dropout(self.positions(self.embed(tokens), positions), self.dropout_rate, rngs[0])
+        for block, memory, r in zip(self.blocks, memories, rngs[1:]):
+            x = block(x, memory, positions=positions, rng=r)
+        return self.embed.attend(self.norm(x))
+
+    def init_cache(self, batch: int, max_len: int) -> tuple[KVCache, ...]:
+        """Empty per-layer KV caches for decoding up to ``max_len`` positions."""
+        return tuple(block.self_attention.init_cache(batch, max_len) for block in self.blocks)
+
+    def decode_step(
+        self,
+        tokens: jax.Array,
+        memories: tuple[MemoryKV, ...],
+        caches: tuple[KVCache, ...],
+        index: jax.Array,
+    ) -> tuple[jax.Array, tuple[KVCache, ...]]:
+        """Incremental pass over new tokens at positions ``index ..``.
+
+        Args:
+            tokens: [B, T] new input ids (T = 1 when generating).
+            memories: From :meth:`project_memory`.
+            caches: From :meth:`init_cache` or the previous step.
+            index: Position of ``tokens[:, 0]`` (scalar int32).
+
+        Returns:
+            Logits [B, T, vocab] float32 and the updated caches.
+        """
+        positions = index + jnp.arange(tokens.shape[1])
+        x = self.positions(self.embed(tokens), positions)
+        new_caches = []
+        for block, memory, cache in zip(self.blocks, memories, caches):
+            x, cache = block.decode(x, memory, cache, index)
+            new_caches.append(cache)
+        return self.embed.attend(self.norm(x)), tuple(new_caches)
+
+
+def corrupt_tokens(
+    tokens: jax.Array,
+    rng: jax.Array,
+    *,
+    denoise_prob: float,
+    mask_prob: float,
+    drop_prob: float,
+) -> jax.Array:
+    """Denoising input: in a ``denoise_prob`` share of rows, replace tokens by ``<mask>`` or
+    delete them (the rest shift left); EOS and padding are never touched.
+
+    Args:
+        tokens: [B, L] (ids, EOS, PAD...).
+        rng: Key.
+        denoise_prob: Chance that a row is corrupted at all.
+        mask_prob: Per-token chance of ``<mask>`` in a corrupted row.
+        drop_prob: Per-token chance of deletion in a corrupted row.
+
+    Returns:
+        [B, L] corrupted tokens, same layout.
+    """
+    k_row, k_tok = jax.random.split(rng)
+    real = (tokens != PAD_ID) & (tokens != EOS_ID)
+    hit = real & (jax.random.uniform(k_row, (tokens.shape[0], 1)) < denoise_prob)
+    u = jax.random.uniform(k_tok, tokens.shape)
+    drop = hit & (u < drop_prob)
+    masked = hit & ~drop & (u < drop_prob + mask_prob)
+    keep = (tokens != PAD_ID) & ~drop
+    out = jnp.where(keep, jnp.where(masked, MASK_ID, tokens), PAD_ID)
+    # A stable sort on "deleted" moves the kept tokens left, in order, and padding right.
+    order = jnp.argsort(~keep, axis=1, stable=True)
+    return jnp.take_along_axis(out, order, axis=1)
+
+
+def relative_noise(concepts: jax.Array, rng: jax.Array, scale: jax.Array | float) -> jax.Array:
+    """Add isotropic Gaussian noise of expected norm ``scale * |v|`` to each vector.
+
+    Args:
+        concepts: [B, D].
+        rng: Key.
+        scale: Relative norm, scalar or [B, 1].
+
+    Returns:
+        [B, D] noisy vectors (no gradient flows through the noise size).
+    """
+    norm = jax.lax.stop_gradient(jnp.linalg.norm(concepts, axis=-1, keepdims=True))
+    z = jax.random.normal(rng, concepts.shape, concepts.dtype)
+    return concepts + z * (scale * norm / math.sqrt(concepts.shape[-1]))
+
+
+class CodecModel(nnx.Module):
+    """Encoder + decoder sharing one token embedding, trained as a denoising autoencoder.
+
+    The model holds no RNG state after construction; training randomness comes from the
+    ``rng`` argument of :meth:`loss`.
+
+    Args:
+        cfg: Model config.
+        rngs: Initialization RNGs (used only here).
+    """
+
+    def __init__(self, cfg: CodecModelConfig, rngs: nnx.Rngs):
+        self.config = cfg
+        embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, dtype=compute_dtype(cfg), rngs=rngs)
+        self.encoder = SentenceEncoder(cfg, embed, rngs)
+        self.decoder = SentenceDecoder(cfg, embed, rngs)
+
+    def encode(self, tokens: jax.Array) -> jax.Array:
+        """Inference encoding: tokens [B, L] -> concept vectors [B, D] float32."""
+        return self.encoder(tokens)
+
+    def loss(
+        self, batch: dict[str, jax.Array], rng: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Denoising autoencoder loss.
+
+        The encoder reads a corrupted copy of each sentence, Gaussian noise of random relative
+        norm is added to its vector, and the decoder reconstructs the clean sentence
+        (label-smoothed cross-entropy, averaged over target tokens).
+
+        Args:
+            batch: ``{"tokens": [B, L] int32}`` (ids, EOS, PAD...).
+            rng: Key for corruption, noise and dropout.
+
+        Returns:
+            The scalar loss and metrics: ``loss``, ``nll`` (unsmoothed cross-entropy),
+            ``accuracy`` (teacher-forced next-token), ``concept_norm``, ``tokens`` (count of
+            target tokens) and, when enabled, ``contrastive``.
+        """
+        cfg = self.config
+        tokens = batch["tokens"]
+        k_corrupt, k_noise_scale, k_noise, k_enc, k_dec, k_clean = jax.random.split(rng, 6)
+        use_dropout = cfg.dropout > 0.0
+        enc_in = corrupt_tokens(
+            tokens,
+            k_corrupt,
+            denoise_prob=cfg.denoise_prob,
+            mask_prob=cfg.token_mask_prob,
+            drop_prob=cfg.token_drop_prob,
+        )
+        concepts = self.encoder(enc_in, rng=k_enc if use_dropout else None)
+        scale = jax.random.uniform(k_noise_scale, (tokens.shape[0], 1)) * cfg.concept_noise
+        noisy = relative_noise(concepts, k_noise, scale)
+        bos = jnp.full((tokens.shape[0], 1), BOS_ID, tokens.dtype)
+        dec_in = jnp.concatenate([bos, tokens[:, :-1]], axis=1)
+        logits = self.decoder(dec_in, noisy, rng=k_dec if use_dropout else None)
+
+        weights = (tokens != PAD_ID).astype(jnp.float32)
+        n_tokens = jnp.sum(weights)
+        denom = jnp.maximum(n_tokens, 1.0)
+        lse = jax.nn.logsumexp(logits, axis=-1)
+        nll = lse - jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
+        # Smoothing term: cross-entropy against the uniform distribution over the vocabulary.
+        uniform_ce = lse - jnp.mean(logits, axis=-1)
+        eps = cfg.label_smoothing
+        loss = jnp.sum(((1.0 - eps) * nll + eps * uniform_ce) * weights) / denom
+        correct = (jnp.argmax(logits, axis=-1) == tokens).astype(jnp.float32)
+        metrics = {
+            "nll": jnp.sum(nll * weights) / denom,
+            "accuracy": jnp.sum(correct * weights) / denom,
+            "concept_norm": jnp.mean(jnp.linalg.norm(concepts, axis=-1)),
+            "tokens": n_tokens,
+        }
+        if cfg.contrastive_weight > 0.0:
+            clean = self.encoder(tokens, rng=k_clean if use_dropout else None)
+            contrastive = info_nce(concepts, clean, cfg.contrastive_temperature)
+            loss = loss + cfg.contrastive_weight * contrastive
+            metrics["contrastive"] = contrastive
+        metrics["loss"] = loss
+        return loss, metrics
+
+
+def info_nce(a: jax.Array, b: jax.Array, temperature: float) -> jax.Array:
+    """Symmetric in-batch InfoNCE between matching rows of ``a`` and ``b`` [B, D]."""
+    a = a / jnp.maximum(jnp.linalg.norm(a, axis=-1, keepdims=True), 1e-6)
+    b = b / jnp.maximum(jnp.linalg.norm(b, axis=-1, keepdims=True), 1e-6)
+    sim = a @ b.T / temperature
+    labels = jnp.arange(a.shape[0])
+    ce_ab = -jnp.mean(jax.nn.log_softmax(sim, axis=1)[labels, labels])
+    ce_ba = -jnp.mean(jax.nn.log_softmax(sim, axis=0)[labels, labels])
+    return 0.5 * (ce_ab + ce_ba)

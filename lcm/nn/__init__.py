@@ -1,0 +1,38 @@
+"""Shared neural-network layers for the codec and the LCM models (Flax NNX).
+
+Every parameter carries logical axis names ("embed", "mlp", "heads", "vocab", "concept");
+the trainer maps them to the device mesh.
+"""
+
+from lcm.nn.attention import CrossAttention, KVCache, MemoryKV, SelfAttention
+from lcm.nn.embeddings import LearnedPositions, TokenEmbedding, apply_rope, sinusoidal_positions
+from lcm.nn.ffn import FfnKind, GeluMlp, SwiGlu, make_ffn
+from lcm.nn.norms import LayerNorm, NormKind, RMSNorm, make_norm
+from lcm.nn.params import kernel_init, param, partitioned
+from lcm.nn.transformer import DecoderBlock, EncoderBlock, dropout, split_rng
+
+__all__ = [
+    "CrossAttention",
+    "DecoderBlock",
+    "EncoderBlock",
+    "FfnKind",
+    "GeluMlp",
+    "KVCache",
+    "LayerNorm",
+    "LearnedPositions",
+    "MemoryKV",
+    "NormKind",
+    "RMSNorm",
+    "SelfAttention",
+    "SwiGlu",
+    "TokenEmbedding",
+    "apply_rope",
+    "dropout",
+    "kernel_init",
+    "make_ffn",
+    "make_norm",
+    "param",
+    "partitioned",
+    "sinusoidal_positions",
+    "split_rng",
+]

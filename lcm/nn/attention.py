@@ -1,0 +1,263 @@
+"""Multi-head attention: self-attention (padding/causal masks, RoPE, a KV cache) and
+cross-attention to a memory, both on top of ``jax.nn.dot_product_attention``.
+
+Shapes: ``B`` batch, ``T`` query length, ``S`` key length, ``N`` heads, ``H`` head dim.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lcm.nn.embeddings import apply_rope
+from lcm.nn.params import kernel_init, partitioned
+
+
+class KVCache(NamedTuple):
+    """Keys and values of the positions decoded so far (RoPE already applied to keys).
+
+    Attributes:
+        key: [batch, max_len, heads, head_dim].
+        value: [batch, max_len, heads, head_dim].
+    """
+
+    key: jax.Array
+    value: jax.Array
+
+    @classmethod
+    def zeros(
+        cls, batch: int, max_len: int, num_heads: int, head_dim: int, dtype: jnp.dtype
+    ) -> KVCache:
+        """An empty cache for ``max_len`` positions."""
+        shape = (batch, max_len, num_heads, head_dim)
+        return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+
+class MemoryKV(NamedTuple):
+    """A cross-attention memory projected once, reused at every query position/step.
+
+    Attributes:
+        key: [batch, mem_len, heads, head_dim], or None for a single-slot memory.
+        value: [batch, mem_len, heads, head_dim].
+        mask: [batch, mem_len] bool (True = attend), or None for no padding.
+    """
+
+    key: jax.Array | None
+    value: jax.Array
+    mask: jax.Array | None
+
+
+def _linear(
+    d_in: int,
+    d_out: int,
+    names: tuple[str, str],
+    dtype: jnp.dtype,
+    param_dtype: jnp.dtype,
+    rngs: nnx.Rngs,
+    scale: float = 1.0,
+) -> nnx.Linear:
+    return nnx.Linear(
+        d_in,
+        d_out,
+        use_bias=False,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=partitioned(kernel_init(scale=scale), names),
+        rngs=rngs,
+    )
+
+
+class SelfAttention(nnx.Module):
+    """Multi-head self-attention with a fused QKV projection.
+
+    Args:
+        d_model: Model width.
+        num_heads: Number of heads.
+        head_dim: Per-head width (default ``d_model // num_heads``).
+        rope_base: Apply rotary embeddings to queries and keys with this base; None for no
+            RoPE (absolute positions are then added to the inputs by the caller).
+        out_scale: Initializer variance scale of the output projection.
+        dtype: Compute dtype.
+        param_dtype: Parameter dtype.
+        rngs: Initialization RNGs.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        head_dim: int | None = None,
+        rope_base: float | None = None,
+        out_scale: float = 1.0,
+        dtype: jnp.dtype = jnp.float32,
+        param_dtype: jnp.dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.num_heads = num_heads
+        self.head_dim = head_dim or d_model // num_heads
+        self.rope_base = rope_base
+        self.dtype = dtype
+        inner = num_heads * self.head_dim
+        self.qkv = nnx.Einsum(
+            "...d,dkh->...kh",
+            (d_model, 3, inner),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            kernel_init=partitioned(kernel_init(batch_axis=(1,)), ("embed", None, "heads")),
+            rngs=rngs,
+        )
+        self.out = _linear(inner, d_model, ("heads", "embed"), dtype, param_dtype, rngs, out_scale)
+
+    def _project(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, ...]:
+        """[B, T, d] -> q, k, v each [B, T, N, H] (RoPE applied to q and k)."""
+        qkv = self.qkv(x).reshape(*x.shape[:-1], 3, self.num_heads, self.head_dim)
+        q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+        if self.rope_base is not None:
+            q = apply_rope(q, positions, self.rope_base)
+            k = apply_rope(k, positions, self.rope_base)
+        return q, k, v
+
+    def _merge(self, out: jax.Array) -> jax.Array:
+        return self.out(out.reshape(*out.shape[:-2], self.num_heads * self.head_dim))
+
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        mask: jax.Array | None = None,
+        causal: bool = False,
+        positions: jax.Array | None = None,
+    ) -> jax.Array:
+        """Attend over the whole sequence.
+
+        Args:
+            x: [B, T, d_model].
+            mask: Key padding mask [B, T] (True = real token); padded keys are never attended,
+                so outputs at real positions do not depend on pad contents.
+            causal: Each position attends only to itself and earlier positions.
+            positions: Token positions [B, T] or [T] for RoPE (default ``arange(T)``).
+
+        Returns:
+            [B, T, d_model].
+        """
+        if positions is None:
+            positions = jnp.arange(x.shape[1])
+        q, k, v = self._project(x, positions)
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        out = jax.nn.dot_product_attention(q, k, v, mask=attn_mask, is_causal=causal)
+        return self._merge(out)
+
+    def init_cache(self, batch: int, max_len: int) -> KVCache:
+        """An empty KV cache for incremental decoding of up to ``max_len`` positions."""
+        return KVCache.zeros(batch, max_len, self.num_heads, self.head_dim, self.dtype)
+
+    def decode(self, x: jax.Array, cache: KVCache, index: jax.Array) -> tuple[jax.Array, KVCache]:
+        """Causal attention for new positions ``index .. index+T-1`` against the cache.
+
+        Args:
+            x: New positions, [B, T, d_model] (T = 1 per step, or a prompt).
+            cache: Keys/values of positions ``< index``.
+            index: Position of the first new token (scalar int32).
+
+        Returns:
+            The output [B, T, d_model] and the cache with the new keys/values written.
+        """
+        positions = index + jnp.arange(x.shape[1])
+        q, k, v = self._project(x, positions)
+        start = (0, index, 0, 0)
+        cache = KVCache(
+            jax.lax.dynamic_update_slice(cache.key, k.astype(cache.key.dtype), start),
+            jax.lax.dynamic_update_slice(cache.value, v.astype(cache.value.dtype), start),
+        )
+        # Cache slots past the newest position hold zeros or stale values: mask them out.
+        visible = jnp.arange(cache.key.shape[1])[None, :] <= positions[:, None]  # [T, S]
+        out = jax.nn.dot_product_attention(q, cache.key, cache.value, mask=visible[None, None])
+        return self._merge(out), cache
+
+
+class CrossAttention(nnx.Module):
+    """Multi-head attention from queries to a memory (e.g. an encoder output).
+
+    With ``single_key=True`` the memory is always exactly one vector. Softmax over one key is
+    identically 1, so the layer reduces exactly to ``out(value(memory))`` broadcast over the
+    queries; the query and key projections would get no gradient and are not created.
+
+    Args:
+        d_model: Query (and output) width.
+        num_heads: Number of heads.
+        memory_dim: Memory width (default ``d_model``).
+        head_dim: Per-head width (default ``d_model // num_heads``).
+        single_key: The memory has length 1 (see above).
+        out_scale: Initializer variance scale of the output projection.
+        dtype: Compute dtype.
+        param_dtype: Parameter dtype.
+        rngs: Initialization RNGs.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        memory_dim: int | None = None,
+        head_dim: int | None = None,
+        single_key: bool = False,
+        out_scale: float = 1.0,
+        dtype: jnp.dtype = jnp.float32,
+        param_dtype: jnp.dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.num_heads = num_heads
+        self.head_dim = head_dim or d_model // num_heads
+        self.single_key = single_key
+        memory_dim = memory_dim or d_model
+        inner = num_heads * self.head_dim
+        if single_key:
+            self.value = _linear(memory_dim, inner, ("embed", "heads"), dtype, param_dtype, rngs)
+        else:
+            self.query = _linear(d_model, inner, ("embed", "heads"), dtype, param_dtype, rngs)
+            self.key_value = nnx.Einsum(
+                "...d,dkh->...kh",
+                (memory_dim, 2, inner),
+                dtype=dtype,
+                param_dtype=param_dtype,
+                kernel_init=partitioned(kernel_init(batch_axis=(1,)), ("embed", None, "heads")),
+                rngs=rngs,
+            )
+        self.out = _linear(inner, d_model, ("heads", "embed"), dtype, param_dtype, rngs, out_scale)
+
+    def project_memory(self, memory: jax.Array, mask: jax.Array | None = None) -> MemoryKV:
+        """Project the memory once (reused for every query and decoding step).
+
+        Args:
+            memory: [B, S, memory_dim].
+            mask: [B, S] bool (True = attend), or None.
+
+        Returns:
+            The projected memory.
+        """
+        heads = (self.num_heads, self.head_dim)
+        if self.single_key:
+            if memory.shape[1] != 1 or mask is not None:
+                raise ValueError(
+                    f"single_key cross-attention needs an unmasked memory of length 1, got "
+                    f"shape {memory.shape}{' with a mask' if mask is not None else ''}"
+                )
+            value = self.value(memory).reshape(*memory.shape[:2], *heads)
+            return MemoryKV(None, value, None)
+        kv = self.key_value(memory).reshape(*memory.shape[:2], 2, *heads)
+        return MemoryKV(kv[:, :, 0], kv[:, :, 1], mask)
+
+    def __call__(self, x: jax.Array, memory: MemoryKV) -> jax.Array:
+        """Attend from ``x`` [B, T, d_model] to ``memory``; returns [B, T, d_model]."""
+        if self.single_key:
+            out = self.out(memory.value.reshape(x.shape[0], 1, -1))
+            return jnp.broadcast_to(out, (*x.shape[:-1], out.shape[-1]))
+        q = self.query(x).reshape(*x.shape[:-1], self.num_heads, self.head_dim)
+        mask = None if memory.mask is None else memory.mask[:, None, None, :]
+        out = jax.nn.dot_product_attention(q, memory.key, memory.value, mask=mask)
+        return self.out(out.reshape(*out.shape[:-2], self.num_heads * self.head_dim))

@@ -1,0 +1,156 @@
+"""Shared layers: KV-cache parity, masks, RoPE, norms, parameter axis names."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from lcm.nn import (
+    CrossAttention,
+    DecoderBlock,
+    EncoderBlock,
+    LayerNorm,
+    LearnedPositions,
+    RMSNorm,
+    SelfAttention,
+    TokenEmbedding,
+    apply_rope,
+    dropout,
+    make_ffn,
+    sinusoidal_positions,
+)
+
+D, HEADS = 32, 4
+LOGICAL_NAMES = {"embed", "mlp", "heads", "vocab", "concept", None}
+
+
+def _x(key: int, shape: tuple[int, ...]) -> jax.Array:
+    return jax.random.normal(jax.random.key(key), shape)
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_kv_cache_decoding_equals_full_causal_pass(cross: bool) -> None:
+    block = DecoderBlock(
+        D, HEADS, 64, cross_attention=cross, memory_dim=16, rope_base=10000.0, rngs=nnx.Rngs(0)
+    )
+    x = _x(1, (2, 9, D))
+    memory = block.cross_attention.project_memory(_x(2, (2, 3, 16))) if cross else None
+    full = jax.jit(lambda x: block(x, memory))(x)
+    decode = jax.jit(lambda x, cache, i: block.decode(x, memory, cache, i))
+    # A 4-token prompt in one call, then one token per step.
+    out, cache = decode(x[:, :4], block.self_attention.init_cache(2, 12), jnp.int32(0))
+    outs = [out]
+    for i in range(4, 9):
+        out, cache = decode(x[:, i : i + 1], cache, jnp.int32(i))
+        outs.append(out)
+    np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, atol=1e-5)
+
+
+def test_causal_self_attention_ignores_the_future() -> None:
+    attn = SelfAttention(D, HEADS, rngs=nnx.Rngs(0))
+    x = _x(1, (1, 6, D))
+    changed = x.at[:, 4:].set(_x(2, (1, 2, D)))
+    run = jax.jit(lambda x: attn(x, causal=True))
+    np.testing.assert_allclose(run(x)[:, :4], run(changed)[:, :4], atol=1e-6)
+
+
+def test_padding_mask_makes_outputs_independent_of_pad_contents() -> None:
+    block = EncoderBlock(D, HEADS, 64, rope_base=10000.0, rngs=nnx.Rngs(0))
+    x = _x(1, (2, 7, D))
+    mask = jnp.array([[True] * 5 + [False] * 2, [True] * 3 + [False] * 4])
+    garbage = jnp.where(mask[..., None], x, 100.0 * _x(2, x.shape))
+    run = jax.jit(lambda x: block(x, mask=mask))
+    a, b = run(x), run(garbage)
+    np.testing.assert_allclose(a[0, :5], b[0, :5], atol=1e-5)
+    np.testing.assert_allclose(a[1, :3], b[1, :3], atol=1e-5)
+
+
+def test_single_key_cross_attention_is_exact_and_checked() -> None:
+    full = CrossAttention(D, HEADS, rngs=nnx.Rngs(0))
+    x, m = _x(1, (2, 5, D)), _x(2, (2, 1, D))
+    # Generic attention over one key gives the same output at every query position.
+    out = full(x, full.project_memory(m))
+    np.testing.assert_allclose(out, jnp.broadcast_to(out[:, :1], out.shape), atol=1e-6)
+    single = CrossAttention(D, HEADS, single_key=True, rngs=nnx.Rngs(0))
+    assert not hasattr(single, "query")
+    assert single(x, single.project_memory(m)).shape == (2, 5, D)
+    with pytest.raises(ValueError, match="length 1"):
+        single.project_memory(_x(3, (2, 2, D)))
+
+
+def test_cross_attention_memory_mask() -> None:
+    attn = CrossAttention(D, HEADS, rngs=nnx.Rngs(0))
+    x, m = _x(1, (1, 3, D)), _x(2, (1, 4, D))
+    mask = jnp.array([[True, True, False, False]])
+    a = attn(x, attn.project_memory(m, mask))
+    b = attn(x, attn.project_memory(m.at[:, 2:].set(5.0), mask))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_rope_scores_depend_only_on_relative_position() -> None:
+    q, k = _x(1, (1, 1, 1, 16)), _x(2, (1, 1, 1, 16))
+
+    def score(m: int, n: int) -> float:
+        rq = apply_rope(q, jnp.array([m]))
+        rk = apply_rope(k, jnp.array([n]))
+        return float(jnp.sum(rq * rk))
+
+    assert score(3, 1) == pytest.approx(score(10, 8), abs=1e-4)
+    assert score(3, 1) != pytest.approx(score(3, 2), abs=1e-4)
+    np.testing.assert_allclose(apply_rope(q, jnp.array([0])), q)
+
+
+def test_norms() -> None:
+    x = 3.0 + 2.0 * _x(1, (4, D))
+    y = LayerNorm(D)(x)
+    np.testing.assert_allclose(jnp.mean(y, -1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(jnp.std(y, -1), 1.0, atol=1e-3)
+    z = RMSNorm(D)(x)
+    np.testing.assert_allclose(jnp.sqrt(jnp.mean(z**2, -1)), 1.0, atol=1e-3)
+    assert LayerNorm(D, dtype=jnp.bfloat16)(x).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("kind", ["gelu", "swiglu"])
+def test_ffn_shapes(kind: str) -> None:
+    ffn = make_ffn(kind, D, 48, rngs=nnx.Rngs(0))
+    assert ffn(_x(1, (2, 3, D))).shape == (2, 3, D)
+
+
+def test_embeddings_and_positions() -> None:
+    emb = TokenEmbedding(50, D, rngs=nnx.Rngs(0))
+    ids = jnp.array([[1, 2, 3]])
+    h = emb(ids)
+    assert h.shape == (1, 3, D)
+    logits = emb.attend(h)
+    assert logits.shape == (1, 3, 50) and logits.dtype == jnp.float32
+    assert jnp.all(jnp.argmax(logits, -1) == ids)  # tied: a token's own row scores highest
+    assert LearnedPositions(16, D, rngs=nnx.Rngs(0))(jnp.arange(5)).shape == (5, D)
+    sin = sinusoidal_positions(jnp.arange(5), D)
+    assert sin.shape == (5, D)
+    np.testing.assert_allclose(sin[0, : D // 2], 0.0)
+
+
+def test_dropout() -> None:
+    x = jnp.ones((1000,))
+    assert dropout(x, 0.5, None) is x
+    y = dropout(x, 0.5, jax.random.key(0))
+    assert set(np.unique(np.asarray(y)).tolist()) <= {0.0, 2.0}
+    assert float(jnp.mean(y)) == pytest.approx(1.0, abs=0.1)
+
+
+def test_parameters_carry_logical_axis_names() -> None:
+    modules = [
+        EncoderBlock(D, HEADS, 64, ffn="swiglu", norm="rmsnorm", rngs=nnx.Rngs(0)),
+        DecoderBlock(D, HEADS, 64, single_key_memory=True, rngs=nnx.Rngs(0)),
+        DecoderBlock(D, HEADS, 64, memory_dim=16, rngs=nnx.Rngs(0)),
+        TokenEmbedding(50, D, rngs=nnx.Rngs(0)),
+    ]
+    for module in modules:
+        for path, var in nnx.to_flat_state(nnx.state(module, nnx.Param)):
+            names = var.get_metadata().get("out_sharding")
+            assert names is not None, path
+            assert len(names) == var.get_value().ndim, path
+            assert set(names) <= LOGICAL_NAMES, (path, names)
