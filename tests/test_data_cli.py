@@ -107,12 +107,12 @@ def test_build_corpus_dispatches_remaining_args(monkeypatch) -> None:
     assert seen == [["--out", "x", "--only", "austen", "-h"]]
 
 
-def test_fit_normalizer_not_implemented(capsys) -> None:
+def test_embed_and_fit_normalizer_need_their_arguments(capsys) -> None:
+    # Their behaviour is tested in test_concepts_data.py.
     assert main(["fit-normalizer", "--anything"]) == 2
-    assert (
-        capsys.readouterr().err.strip()
-        == "lcm data fit-normalizer: not implemented yet (see issue 4)"
-    )
+    assert "usage: lcm data fit-normalizer" in capsys.readouterr().err
+    assert main(["embed", "shards-dir"]) == 2
+    assert "--out" in capsys.readouterr().err
 
 
 def test_help_and_top_level_entry(capsys) -> None:

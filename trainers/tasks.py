@@ -11,6 +11,10 @@ from trainers.task import Task
 TASKS: dict[str, str] = {
     "mlp_regression": "trainers.examples:MLP_REGRESSION",
     "codec": "encoders.train:TASK",
+    "base_lcm": "trainers.lcm_tasks:BASE_LCM",
+    "two_tower": "trainers.lcm_tasks:TWO_TOWER",
+    "one_tower": "trainers.lcm_tasks:ONE_TOWER",
+    "quant_lcm": "trainers.lcm_tasks:QUANT_LCM",
 }
 
 

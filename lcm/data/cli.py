@@ -5,7 +5,9 @@ Subcommands:
 * ``shards INPUT... --out DIR``: read -> segment -> Parquet shards, with skip counts at the end.
 * ``segment [FILE|-]``: print one sentence per line.
 * ``build-corpus ...``: rebuild the shared corpus from Debian (``lcm.data.build_corpus``).
-* ``fit-normalizer``: not implemented yet (issue 4).
+* ``embed SHARDS --codec NAME_OR_DIR --out DIR``: fill the ``embeddings`` column with a codec
+  and write the end-of-text concept as ``DIR/eot.npy``.
+* ``fit-normalizer SHARDS --out normalizer.npz``: fit the concept normalizer on a sample.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import contextlib
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lcm.data.embed import SentenceEncoder
 
 __all__ = ["build_parser", "main"]
 
@@ -73,7 +79,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", choices=FORMATS, help="input format (files)")
 
     sub.add_parser("build-corpus", help="rebuild the English corpus and pairs from Debian")
-    sub.add_parser("fit-normalizer", help="fit the embedding normalizer [not implemented yet]")
+
+    p = sub.add_parser(
+        "embed",
+        help="fill the embeddings column of shards with a codec",
+        description="Encode the sentences of every document of SHARDS with a codec and write "
+        "the same documents with their embeddings to DIR, plus DIR/eot.npy (the encoding of "
+        "'End of text.', appended to every document when training an LCM).",
+    )
+    p.add_argument("shards", metavar="SHARDS", help="input shard directory or file")
+    p.add_argument(
+        "--codec", default="default", help="'default' (shipped codec) or a codec model directory"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--batch-sentences",
+        type=_positive,
+        default=2048,
+        metavar="N",
+        help="sentences per codec call (several documents together)",
+    )
+    p.add_argument("--docs-per-shard", type=_positive, default=10_000, metavar="N")
+    p.add_argument("--overwrite", action="store_true", help="replace shards already in DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "fit-normalizer",
+        help="fit the concept normalizer on embedded shards",
+        description="Fit a per-dimension normalizer on a uniform sample of the embeddings of "
+        "SHARDS and save it as an .npz (the data.normalizer of an LCM config).",
+    )
+    p.add_argument("shards", metavar="SHARDS", help="embedded shard directory or file")
+    p.add_argument(
+        "--method", default="gaussian_robust", choices=("standard", "robust", "gaussian_robust")
+    )
+    p.add_argument("--clip", type=float, default=None, help="clip normalized values to +-CLIP")
+    p.add_argument(
+        "--max-vectors", type=_positive, default=1_000_000, metavar="N", help="sample size"
+    )
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--out", required=True, metavar="FILE", help="output .npz")
     return parser
 
 
@@ -170,6 +215,61 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         return 0
 
 
+def _load_codec(name: str) -> SentenceEncoder:
+    """The codec ``name`` (imported only here: loading it pulls in the model code)."""
+    import encoders
+
+    return encoders.load(name)
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from lcm.data.embed import embed_shards
+    from lcm.data.readers import DataError
+
+    try:
+        codec = _load_codec(args.codec)
+        result = embed_shards(
+            args.shards,
+            args.out,
+            codec,
+            batch_sentences=args.batch_sentences,
+            docs_per_shard=args.docs_per_shard,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except FileExistsError as e:
+        print(f"{_PROG} embed: error: {e} (--overwrite on the command line)", file=sys.stderr)
+        return 1
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"{_PROG} embed: error: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"embedded {result['documents']} documents, {result['sentences']} sentences "
+        f"(D={result['dim']}) into {len(result['shards'])} shard(s) in {args.out}; "
+        f"end-of-text concept: {result['eot']}"
+    )
+    return 0
+
+
+def _cmd_fit_normalizer(args: argparse.Namespace) -> int:
+    from lcm.data.embed import sample_embeddings
+    from lcm.data.readers import DataError
+    from lcm.models.normalizer import Normalizer
+
+    try:
+        sample = sample_embeddings(args.shards, args.max_vectors, args.seed)
+        normalizer = Normalizer.fit(sample, method=args.method, clip=args.clip)
+    except (DataError, ValueError) as e:
+        print(f"{_PROG} fit-normalizer: error: {e}", file=sys.stderr)
+        return 1
+    normalizer.save(args.out)
+    print(
+        f"fitted a {args.method} normalizer (D={normalizer.dim}) on {len(sample)} vectors; "
+        f"wrote {args.out}"
+    )
+    return 0
+
+
 def _cmd_build_corpus(argv: list[str]) -> int:
     try:
         from lcm.data import build_corpus
@@ -191,12 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         Process exit code: 0 ok, 1 data error, 2 usage error / not implemented.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    # These two take their arguments verbatim (their own parser, or none yet).
+    # build-corpus takes its arguments verbatim (it has its own parser).
     if argv[:1] == ["build-corpus"]:
         return _cmd_build_corpus(argv[1:])
-    if argv[:1] == ["fit-normalizer"]:
-        print(f"{_PROG} fit-normalizer: not implemented yet (see issue 4)", file=sys.stderr)
-        return 2
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -207,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_shards(args)
     if args.sub == "segment":
         return _cmd_segment(args)
+    if args.sub == "embed":
+        return _cmd_embed(args)
+    if args.sub == "fit-normalizer":
+        return _cmd_fit_normalizer(args)
     parser.print_help()
     return 0
 

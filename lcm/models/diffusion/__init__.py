@@ -1,0 +1,1 @@
+"""Diffusion pieces of the diffusion LCMs: noise schedules, the DDIM sampler, the denoiser."""

@@ -1,0 +1,183 @@
+"""The Two-Tower denoiser (paper section 2.3.4): noisy concept -> clean-concept estimate.
+
+Each block has three residual sublayers, all modulated by the diffusion timestep through a
+zero-initialized AdaLN (:mod:`lcm.nn.adaln`):
+
+1. self-attention restricted to the position itself (the denoiser sees one noisy concept per
+   position; attention over a single key reduces exactly to ``out(value(x))``);
+2. cross-attention to the contextualizer outputs, with a zero vector prepended so a position
+   with no visible context (the first concept, or a context dropped for classifier-free
+   guidance) still attends to something;
+3. a SwiGLU feed-forward layer.
+
+Which context outputs each position may see is the caller's mask (shifted causal in training).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lcm.models.config import TransformerConfig
+from lcm.nn.adaln import AdaLNModulator, modulate
+from lcm.nn.attention import CrossAttention, MemoryKV
+from lcm.nn.ffn import SwiGlu
+from lcm.nn.masked_attention import MaskedCrossAttention
+from lcm.nn.norms import RMSNorm
+from lcm.nn.params import kernel_init, partitioned
+from lcm.nn.timestep import TimestepEmbedding
+from lcm.nn.transformer import dropout
+
+
+class DenoiserBlock(nnx.Module):
+    """One AdaLN-modulated block (see the module docstring).
+
+    Args:
+        d_model: Width.
+        num_heads: Attention heads.
+        mlp_dim: SwiGLU hidden width.
+        num_layers: Depth of the stack (residual projection initialization).
+        dropout_rate: Residual dropout.
+        rngs: Initialization RNGs.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        mlp_dim: int,
+        *,
+        num_layers: int,
+        dropout_rate: float,
+        rngs: nnx.Rngs,
+    ):
+        out_scale = 1.0 / (2 * num_layers)
+        self.dropout_rate = dropout_rate
+        self.self_norm = RMSNorm(d_model)
+        self.self_attention = CrossAttention(
+            d_model, num_heads, single_key=True, out_scale=out_scale, rngs=rngs
+        )
+        self.cross_norm = RMSNorm(d_model)
+        self.cross_attention = MaskedCrossAttention(
+            d_model, num_heads, out_scale=out_scale, rngs=rngs
+        )
+        self.ffn_norm = RMSNorm(d_model)
+        self.ffn = SwiGlu(d_model, mlp_dim, out_scale=out_scale, rngs=rngs)
+        self.modulator = AdaLNModulator(d_model, d_model, num_sublayers=3, rngs=rngs)
+
+    def _self_attend(self, x: jax.Array) -> jax.Array:
+        """Attention of each position to itself only: [B, T, d] -> [B, T, d]."""
+        b, t, d = x.shape
+        flat = x.reshape(b * t, 1, d)
+        out = self.self_attention(flat, self.self_attention.project_memory(flat))
+        return out.reshape(b, t, d)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        cond: jax.Array,
+        memory: MemoryKV,
+        mask: jax.Array,
+        rng: jax.Array | None,
+    ) -> jax.Array:
+        """One block.
+
+        Args:
+            x: [B, T, d_model] noisy-concept stream.
+            cond: [B, T, d_model] timestep embedding per position.
+            memory: This block's projection of the context (zero vector first), S keys.
+            mask: [B, T, S] bool, visible context keys per position.
+            rng: Dropout key, or None.
+
+        Returns:
+            [B, T, d_model].
+        """
+        r = [None] * 3 if rng is None else list(jax.random.split(rng, 3))
+        m_self, m_cross, m_ffn = self.modulator(cond)
+        h = self._self_attend(modulate(self.self_norm(x), m_self))
+        x = x + m_self.gate * dropout(h, self.dropout_rate, r[0])
+        h = self.cross_attention.attend(modulate(self.cross_norm(x), m_cross), memory, mask)
+        x = x + m_cross.gate * dropout(h, self.dropout_rate, r[1])
+        h = self.ffn(modulate(self.ffn_norm(x), m_ffn))
+        return x + m_ffn.gate * dropout(h, self.dropout_rate, r[2])
+
+
+class Denoiser(nnx.Module):
+    """Input projection, timestep embedding, :class:`DenoiserBlock` stack, output projection.
+
+    Args:
+        concept_dim: D.
+        d_model: Width (also the width of the context it attends to).
+        cfg: Depth, heads, SwiGLU width and dropout of the stack.
+        rngs: Initialization RNGs.
+    """
+
+    def __init__(self, concept_dim: int, d_model: int, cfg: TransformerConfig, rngs: nnx.Rngs):
+        self.in_proj = nnx.Linear(
+            concept_dim,
+            d_model,
+            kernel_init=partitioned(kernel_init(), ("concept", "embed")),
+            rngs=rngs,
+        )
+        self.time = TimestepEmbedding(d_model, rngs=rngs)
+        self.blocks = nnx.List(
+            [
+                DenoiserBlock(
+                    d_model,
+                    cfg.num_heads,
+                    cfg.mlp_dim,
+                    num_layers=cfg.num_layers,
+                    dropout_rate=cfg.dropout,
+                    rngs=rngs,
+                )
+                for _ in range(cfg.num_layers)
+            ]
+        )
+        self.final_norm = RMSNorm(d_model)
+        self.out_proj = nnx.Linear(
+            d_model,
+            concept_dim,
+            kernel_init=partitioned(kernel_init(), ("embed", "concept")),
+            rngs=rngs,
+        )
+
+    def project_context(self, context: jax.Array) -> list[MemoryKV]:
+        """Prepend the zero vector to ``context`` [B, S, d] and project it for every block.
+
+        Returns:
+            One memory of ``S + 1`` keys per block (key 0 is the zero vector).
+        """
+        zero = jnp.zeros_like(context[:, :1])
+        full = jnp.concatenate([zero, context], axis=1)
+        return [block.cross_attention.project_memory(full) for block in self.blocks]
+
+    def __call__(
+        self,
+        x_t: jax.Array,
+        t: jax.Array,
+        memories: list[MemoryKV],
+        visible: jax.Array,
+        rng: jax.Array | None = None,
+    ) -> jax.Array:
+        """Estimate the clean concepts.
+
+        Args:
+            x_t: [B, T, D] noisy concepts.
+            t: [B, T] (or broadcastable) integer diffusion timesteps.
+            memories: From :meth:`project_context` over S context vectors.
+            visible: [B, T, S] bool, which context vectors each position may see; the zero
+                vector is always visible.
+            rng: Dropout key, or None.
+
+        Returns:
+            [B, T, D] clean-concept estimates (x0-prediction).
+        """
+        b, n = x_t.shape[:2]
+        mask = jnp.concatenate([jnp.ones((b, n, 1), bool), visible], axis=2)
+        cond = self.time(jnp.broadcast_to(t, (b, n)))
+        x = self.in_proj(x_t)
+        keys = [None] * len(self.blocks) if rng is None else jax.random.split(rng, len(self.blocks))
+        for block, memory, r in zip(self.blocks, memories, keys):
+            x = block(x, cond, memory, mask, r)
+        return self.out_proj(self.final_norm(x))

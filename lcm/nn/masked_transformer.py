@@ -1,0 +1,171 @@
+"""A pre-norm Transformer stack (RMSNorm, RoPE self-attention, SwiGLU) under explicit masks.
+
+This is the backbone of every concept model: the Base-LCM decoder, the Two-Tower
+contextualizer, the One-Tower model and the Quant-LCM. The full pass takes a
+``[batch, T, T]`` mask built by the caller (causal within a document for packed rows, or the
+One-Tower clean/noisy pattern); :meth:`MaskedTransformer.decode` runs new positions against a
+KV cache and equals the full pass under the causal mask.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lcm.nn.attention import KVCache
+from lcm.nn.ffn import SwiGlu
+from lcm.nn.masked_attention import MaskedSelfAttention
+from lcm.nn.norms import RMSNorm
+from lcm.nn.transformer import dropout
+
+
+def _split(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
+    return [None] * n if rng is None else list(jax.random.split(rng, n))
+
+
+class MaskedBlock(nnx.Module):
+    """``x + attn(norm(x))`` then ``x + swiglu(norm(x))``.
+
+    Args:
+        d_model: Model width.
+        num_heads: Attention heads.
+        mlp_dim: SwiGLU hidden width.
+        num_layers: Depth of the stack (residual projections are initialized with variance
+            ``1 / (2 * num_layers)``).
+        rope_base: RoPE base.
+        dropout_rate: Residual dropout.
+        dtype: Compute dtype.
+        param_dtype: Parameter dtype.
+        rngs: Initialization RNGs.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        mlp_dim: int,
+        *,
+        num_layers: int,
+        rope_base: float = 10000.0,
+        dropout_rate: float = 0.0,
+        dtype: jnp.dtype = jnp.float32,
+        param_dtype: jnp.dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        kw = {"dtype": dtype, "param_dtype": param_dtype}
+        out_scale = 1.0 / (2 * num_layers)
+        self.dropout_rate = dropout_rate
+        self.attn_norm = RMSNorm(d_model, **kw)
+        self.attention = MaskedSelfAttention(
+            d_model, num_heads, rope_base=rope_base, out_scale=out_scale, rngs=rngs, **kw
+        )
+        self.ffn_norm = RMSNorm(d_model, **kw)
+        self.ffn = SwiGlu(d_model, mlp_dim, out_scale=out_scale, rngs=rngs, **kw)
+
+    def __call__(
+        self, x: jax.Array, mask: jax.Array, positions: jax.Array, rng: jax.Array | None
+    ) -> jax.Array:
+        """[B, T, d_model] -> [B, T, d_model] under ``mask`` [B, T, T]."""
+        r_attn, r_ffn = _split(rng, 2)
+        h = self.attention.attend(self.attn_norm(x), mask, positions)
+        x = x + dropout(h, self.dropout_rate, r_attn)
+        return x + dropout(self.ffn(self.ffn_norm(x)), self.dropout_rate, r_ffn)
+
+    def decode(self, x: jax.Array, cache: KVCache, index: jax.Array) -> tuple[jax.Array, KVCache]:
+        """Causal pass of positions ``index .. index+T-1`` against ``cache``."""
+        h, cache = self.attention.decode(self.attn_norm(x), cache, index)
+        x = x + h
+        return x + self.ffn(self.ffn_norm(x)), cache
+
+
+class MaskedTransformer(nnx.Module):
+    """A stack of :class:`MaskedBlock` followed by a final RMSNorm.
+
+    Args:
+        d_model: Model width.
+        num_layers: Number of blocks.
+        num_heads: Attention heads.
+        mlp_dim: SwiGLU hidden width.
+        rope_base: RoPE base.
+        dropout_rate: Residual dropout.
+        dtype: Compute dtype.
+        param_dtype: Parameter dtype.
+        rngs: Initialization RNGs.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        mlp_dim: int,
+        *,
+        rope_base: float = 10000.0,
+        dropout_rate: float = 0.0,
+        dtype: jnp.dtype = jnp.float32,
+        param_dtype: jnp.dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.blocks = nnx.List(
+            [
+                MaskedBlock(
+                    d_model,
+                    num_heads,
+                    mlp_dim,
+                    num_layers=num_layers,
+                    rope_base=rope_base,
+                    dropout_rate=dropout_rate,
+                    dtype=dtype,
+                    param_dtype=param_dtype,
+                    rngs=rngs,
+                )
+                for _ in range(num_layers)
+            ]
+        )
+        self.final_norm = RMSNorm(d_model, dtype=dtype, param_dtype=param_dtype)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        mask: jax.Array,
+        positions: jax.Array,
+        rng: jax.Array | None = None,
+    ) -> jax.Array:
+        """Full pass.
+
+        Args:
+            x: [B, T, d_model].
+            mask: [B, T, T] bool, True where a query may attend to a key.
+            positions: RoPE positions [B, T].
+            rng: Dropout key, or None.
+
+        Returns:
+            [B, T, d_model].
+        """
+        for block, r in zip(self.blocks, _split(rng, len(self.blocks))):
+            x = block(x, mask, positions, r)
+        return self.final_norm(x)
+
+    def init_cache(self, batch: int, max_len: int) -> list[KVCache]:
+        """Empty KV caches (one per block) for up to ``max_len`` positions."""
+        return [block.attention.init_cache(batch, max_len) for block in self.blocks]
+
+    def decode(
+        self, x: jax.Array, caches: list[KVCache], index: jax.Array
+    ) -> tuple[jax.Array, list[KVCache]]:
+        """Causal pass of new positions ``index .. index+T-1`` against the caches.
+
+        Args:
+            x: [B, T, d_model].
+            caches: One cache per block, holding positions ``< index``.
+            index: Position of ``x[:, 0]`` (scalar int32).
+
+        Returns:
+            [B, T, d_model] and the caches with the new positions written.
+        """
+        new_caches = []
+        for block, cache in zip(self.blocks, caches):
+            x, cache = block.decode(x, cache, index)
+            new_caches.append(cache)
+        return self.final_norm(x), new_caches

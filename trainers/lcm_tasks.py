@@ -1,0 +1,103 @@
+"""The four LCM families as trainer tasks; the concept size D always comes from the data."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lcm.data.concepts import ConceptDataConfig, ConceptSource, load_concepts
+from lcm.models.base_lcm import BaseLCM, BaseLCMConfig
+from lcm.models.one_tower import OneTowerConfig, OneTowerLCM
+from lcm.models.quant import QuantConfig, QuantLCM
+from lcm.models.rvq import fit_rvq, reconstruction_errors
+from lcm.models.two_tower import TwoTowerConfig, TwoTowerLCM
+from trainers.task import DataContext, Task
+
+log = logging.getLogger(__name__)
+
+
+def concept_source(data: ConceptDataConfig, model: object, ctx: DataContext) -> ConceptSource:
+    """The batch source of every concept task (``model`` is unused: D comes from the data)."""
+    del model
+    return ConceptSource(
+        data,
+        batch_size=ctx.batch_size,
+        seed=ctx.seed,
+        process_index=ctx.process_index,
+        process_count=ctx.process_count,
+    )
+
+
+def concept_dim(data: ConceptDataConfig) -> int:
+    """D of the concepts the model will see."""
+    return load_concepts(data).dim
+
+
+@functools.lru_cache(maxsize=4)
+def quant_codebooks(model: QuantConfig, data: ConceptDataConfig) -> np.ndarray:
+    """The RVQ codebooks ``[K, V, D]`` of a Quant-LCM: loaded, or fitted on the training data.
+
+    Fitting is deterministic (a fixed evenly spaced sample, seeded k-means) and runs eagerly
+    even when called while the trainer traces the model's initialization.
+    """
+    if model.codebooks:
+        with np.load(model.codebooks, allow_pickle=False) as z:
+            return z["codebooks"].astype(np.float32)
+    vectors = load_concepts(data).vectors
+    sample = vectors[:: max(1, len(vectors) // model.kmeans_sample)][: model.kmeans_sample]
+    with jax.ensure_compile_time_eval():
+        books = fit_rvq(sample, model.num_codebooks, model.codebook_size, iters=model.kmeans_iters)
+        errors = reconstruction_errors(jnp.asarray(sample), jnp.asarray(books))
+    # A sample too small for V units overfits (centroids of a few points each) and codes
+    # unseen concepts badly: the per-level error on the sample is worth a look.
+    log.info(
+        "fitted %d x %d RVQ codebooks on %d concepts; MSE per level %s (variance %.4f)",
+        model.num_codebooks,
+        model.codebook_size,
+        len(sample),
+        np.round(errors, 4).tolist(),
+        float(sample.var(axis=0).mean()),
+    )
+    return books
+
+
+def _build_quant(model: QuantConfig, data: ConceptDataConfig, rngs: nnx.Rngs) -> QuantLCM:
+    return QuantLCM(model, quant_codebooks(model, data), rngs)
+
+
+BASE_LCM = Task(
+    name="base_lcm",
+    model_config=BaseLCMConfig,
+    data_config=ConceptDataConfig,
+    build_model=lambda model, data, rngs: BaseLCM(model, concept_dim(data), rngs),
+    build_data=concept_source,
+)
+
+TWO_TOWER = Task(
+    name="two_tower",
+    model_config=TwoTowerConfig,
+    data_config=ConceptDataConfig,
+    build_model=lambda model, data, rngs: TwoTowerLCM(model, concept_dim(data), rngs),
+    build_data=concept_source,
+)
+
+ONE_TOWER = Task(
+    name="one_tower",
+    model_config=OneTowerConfig,
+    data_config=ConceptDataConfig,
+    build_model=lambda model, data, rngs: OneTowerLCM(model, concept_dim(data), rngs),
+    build_data=concept_source,
+)
+
+QUANT_LCM = Task(
+    name="quant_lcm",
+    model_config=QuantConfig,
+    data_config=ConceptDataConfig,
+    build_model=_build_quant,
+    build_data=concept_source,
+)
