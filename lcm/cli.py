@@ -41,6 +41,11 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
         "lcm.eval.cli:main",
         None,
     ),
+    "eval-codec": (
+        "round-trip BLEU / exact match of a codec on held-out sentences",
+        "encoders.evaluate:main",
+        None,
+    ),
     "eval-task": ("summarization/expansion evaluation (ROUGE, OVL-3, REP-4)", None, 6),
     "summarize": ("summarize a document in embedding space", None, 6),
     "expand": ("expand a summary into a document", None, 6),

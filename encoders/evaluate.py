@@ -1,0 +1,209 @@
+"""Round-trip evaluation of a codec: ``decode(encode(x))`` against ``x``.
+
+Reports corpus BLEU (sacrebleu, default 13a tokenization) and the exact-match rate, overall
+and per source, on clean vectors and on vectors with Gaussian noise of a given relative norm
+(``||n|| = r * ||v||``: how well the decoder copes with imperfect predicted concepts), plus
+encode/decode throughput. ``lcm eval-codec`` is the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from encoders.codec import Codec
+from lcm.io import write_text_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundTripScores:
+    """Scores of one set of sentences."""
+
+    n: int
+    bleu: float
+    exact_match: float
+
+
+@dataclasses.dataclass
+class CodecReport:
+    """Everything one evaluation measured."""
+
+    overall: dict[str, RoundTripScores]  # condition ("clean", "noise=0.1") -> scores
+    per_source: dict[str, dict[str, RoundTripScores]]  # source -> condition -> scores
+    encode_per_s: float
+    decode_per_s: float
+    examples: list[tuple[str, str]]  # (reference, clean round trip)
+
+    def as_dict(self) -> dict:
+        """JSON-ready view."""
+        return dataclasses.asdict(self)
+
+
+def add_relative_noise(vectors: np.ndarray, relative_norm: float, seed: int = 0) -> np.ndarray:
+    """``v + n`` with Gaussian direction and ``||n|| = relative_norm * ||v||`` per row."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=vectors.shape).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=-1, keepdims=True)
+    scale = relative_norm * np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors + noise * scale).astype(np.float32)
+
+
+def score(references: Sequence[str], hypotheses: Sequence[str]) -> RoundTripScores:
+    """Corpus BLEU (0-100) and exact-match rate (0-1)."""
+    import sacrebleu  # imported here: only evaluation needs it
+
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    if not references:
+        return RoundTripScores(0, float("nan"), float("nan"))
+    bleu = sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score
+    exact = float(np.mean([r.strip() == h.strip() for r, h in zip(references, hypotheses)]))
+    return RoundTripScores(len(references), float(bleu), exact)
+
+
+def load_heldout(
+    data_dir: str | Path,
+    split: str = "test",
+    max_words: int = 30,
+    per_source: int = 200,
+    seed: int = 0,
+) -> tuple[list[str], list[str]]:
+    """Sentences of a prepared split (``tools/prepare_codec_data.py`` output) and their sources.
+
+    Keeps sentences of at most ``max_words`` words and draws up to ``per_source`` of them from
+    each source, deterministically.
+    """
+    data_dir = Path(data_dir).expanduser()
+    text_file, source_file = data_dir / f"{split}.txt", data_dir / f"{split}.source.npy"
+    for f in (text_file, source_file, data_dir / "manifest.json"):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} not found; is {data_dir} a prepared codec data dir?")
+    names = json.loads((data_dir / "manifest.json").read_text())["sources"]
+    lines = text_file.read_text(encoding="utf-8").splitlines()
+    source_ids = np.load(source_file)
+    if len(lines) != len(source_ids):
+        raise ValueError(f"{text_file} has {len(lines)} lines but {len(source_ids)} source ids")
+    rng = np.random.default_rng(seed)
+    sentences, sources = [], []
+    for sid in np.unique(source_ids):
+        idx = [i for i in np.flatnonzero(source_ids == sid) if len(lines[i].split()) <= max_words]
+        for i in sorted(rng.permutation(idx)[:per_source]):
+            sentences.append(lines[i])
+            sources.append(names[int(sid)])
+    return sentences, sources
+
+
+def evaluate_codec(
+    codec: Codec,
+    sentences: Sequence[str],
+    sources: Sequence[str],
+    noise_levels: Sequence[float] = (0.1,),
+    beam_size: int = 1,
+    seed: int = 0,
+) -> CodecReport:
+    """Round-trip ``sentences`` through ``codec`` clean and with each relative noise level."""
+    t0 = time.perf_counter()
+    vectors = codec.encode(list(sentences))
+    encode_s = time.perf_counter() - t0
+    conditions = {"clean": vectors}
+    for r in noise_levels:
+        conditions[f"noise={r:g}"] = add_relative_noise(vectors, r, seed)
+    outputs: dict[str, list[str]] = {}
+    decode_s = 0.0
+    for name, vecs in conditions.items():
+        t0 = time.perf_counter()
+        outputs[name] = codec.decode(vecs, beam_size=beam_size)
+        decode_s += time.perf_counter() - t0
+    overall = {name: score(sentences, out) for name, out in outputs.items()}
+    per_source: dict[str, dict[str, RoundTripScores]] = {}
+    for src in sorted(set(sources)):
+        idx = [i for i, s in enumerate(sources) if s == src]
+        per_source[src] = {
+            name: score([sentences[i] for i in idx], [out[i] for i in idx])
+            for name, out in outputs.items()
+        }
+    n = len(sentences)
+    return CodecReport(
+        overall=overall,
+        per_source=per_source,
+        encode_per_s=n / max(encode_s, 1e-9),
+        decode_per_s=n * len(conditions) / max(decode_s, 1e-9),
+        examples=list(zip(sentences[:: max(n // 8, 1)], outputs["clean"][:: max(n // 8, 1)])),
+    )
+
+
+def format_report(report: CodecReport) -> str:
+    """A plain-text table: one row per source and one for all, BLEU / exact per condition."""
+    conditions = list(report.overall)
+    header = f"{'source':<22}{'n':>6}" + "".join(
+        f"{c + ' BLEU':>18}{c + ' exact':>18}" for c in conditions
+    )
+    rows = [header, "-" * len(header)]
+
+    def row(name: str, scores: dict[str, RoundTripScores]) -> str:
+        n = next(iter(scores.values())).n
+        cells = "".join(f"{s.bleu:>18.1f}{s.exact_match:>18.3f}" for s in scores.values())
+        return f"{name:<22}{n:>6}{cells}"
+
+    rows += [row(src, scores) for src, scores in report.per_source.items()]
+    rows += ["-" * len(header), row("ALL", report.overall)]
+    rows.append(
+        f"encode {report.encode_per_s:.0f} sentences/s, decode {report.decode_per_s:.0f} "
+        "sentences/s (this machine, this batch)"
+    )
+    rows.append("examples (reference => round trip):")
+    rows += [f"  {ref!r}\n    => {hyp!r}" for ref, hyp in report.examples]
+    return "\n".join(rows)
+
+
+def load_codec(model: str) -> Codec:
+    """A codec from a model directory / "default", or from a training run's newest checkpoint."""
+    import encoders
+
+    path = Path(model).expanduser()
+    if (path / "checkpoints").is_dir() and (path / "config.yaml").is_file():
+        from encoders.tokenizer import Tokenizer
+        from trainers.state import load_trained_model
+
+        cfg, trained, _ = load_trained_model(path)
+        tokenizer_file = Path(cfg.data.data_dir).expanduser() / "tokenizer.model"
+        return Codec(trained, Tokenizer(tokenizer_file.read_bytes()))
+    return encoders.load(model)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``lcm eval-codec MODEL --data DIR``: round-trip BLEU of a codec on held-out text."""
+    parser = argparse.ArgumentParser(
+        prog="lcm eval-codec",
+        description="Round-trip BLEU and exact match of decode(encode(x)) on held-out "
+        "sentences, per source, clean and with relative-norm noise on the vectors.",
+    )
+    parser.add_argument("model", help='"default", a model directory, or a training run dir')
+    parser.add_argument(
+        "--data", default="~/data/codec", help="prepared codec data (tools/prepare_codec_data.py)"
+    )
+    parser.add_argument("--split", default="test", choices=("valid", "test"))
+    parser.add_argument("--max-words", type=int, default=30)
+    parser.add_argument("--per-source", type=int, default=200, help="sentences per source")
+    parser.add_argument("--noise", type=float, nargs="*", default=[0.1], help="relative norms")
+    parser.add_argument("--beam-size", type=int, default=1)
+    parser.add_argument("--json", help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    try:
+        codec = load_codec(args.model)
+        sentences, sources = load_heldout(args.data, args.split, args.max_words, args.per_source)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"lcm eval-codec: {e}", file=sys.stderr)
+        return 2
+    report = evaluate_codec(codec, sentences, sources, args.noise, args.beam_size)
+    print(format_report(report))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(report.as_dict(), indent=1))
+    return 0
