@@ -216,3 +216,22 @@ def test_iter_documents_globs_dirs_and_missing(tmp_path: Path) -> None:
         read_documents(tmp_path / "a.jsonl", "csv")
     with pytest.raises(ValueError, match="on_error"):
         read_documents(tmp_path / "a.jsonl", on_error="ignore")
+
+
+def test_glossary_records_use_definitions_and_examples(tmp_path: Path) -> None:
+    path = tmp_path / "wordnet.docs.jsonl"
+    rows = [
+        {
+            "id": "wn/1",
+            "title": "run",
+            "paragraphs": [],
+            "definitions": ["move fast"],
+            "examples": ["he ran to the store"],
+        },
+        {"id": "wn/2", "title": "x", "paragraphs": [], "definitions": [], "examples": []},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stats = ReadStats()
+    docs = list(read_documents(path, stats=stats))
+    assert [d.paragraphs for d in docs] == [("move fast", "he ran to the store")]
+    assert stats.skipped_empty == 1

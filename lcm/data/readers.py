@@ -50,6 +50,10 @@ class DataError(ValueError):
         self.line = line
 
 
+# Fields holding a record's text when it has no "paragraphs" or "text" (glossaries).
+_GLOSSARY_FIELDS = ("definitions", "examples")
+
+
 @dataclass(frozen=True)
 class Document:
     """One document: an id, its paragraphs and where it came from.
@@ -294,10 +298,22 @@ def _doc_from_record(
                 ctx.bad(lineno, "skipped_bad_field", '"text" must be a string')
                 return None
             paragraphs = split_paragraphs(rec["text"])
+        elif any(key in rec for key in _GLOSSARY_FIELDS):
+            paragraphs = []
         else:
             keys = ", ".join(sorted(rec)[:6]) or "none"
             ctx.bad(lineno, "skipped_no_text", f'no "text" or "paragraphs" field (keys: {keys})')
             return None
+        if not paragraphs:
+            # Glossary records (WordNet in the shared corpus) keep their text in these lists;
+            # each gloss or example is its own paragraph.
+            paragraphs = [
+                item.strip()
+                for key in _GLOSSARY_FIELDS
+                if isinstance(rec.get(key), list)
+                for item in rec[key]
+                if isinstance(item, str) and item.strip()
+            ]
         meta = {k: v for k, v in rec.items() if k not in ("text", "paragraphs", "id", "source")}
     if not paragraphs:
         ctx.bad(lineno, "skipped_empty", "document has no text")
