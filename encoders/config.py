@@ -25,6 +25,8 @@ class CodecModelConfig:
             ``Codec.encode``, and it caps generated length.
         dropout: Residual dropout while training.
         dtype: Compute dtype (parameters stay float32).
+        remat: Rematerialize each encoder and decoder block in the backward pass (less
+            activation memory for one more forward pass; results unchanged).
         denoise_prob: Share of training sentences whose encoder input is corrupted.
         token_mask_prob: In a corrupted sentence, chance of a token becoming ``<mask>``.
         token_drop_prob: In a corrupted sentence, chance of a token being deleted.
@@ -51,6 +53,7 @@ class CodecModelConfig:
     max_len: int = 128
     dropout: float = 0.0
     dtype: Literal["float32", "bfloat16"] = "float32"
+    remat: bool = False
     denoise_prob: float = 0.5
     token_mask_prob: float = 0.1
     token_drop_prob: float = 0.05

@@ -23,6 +23,7 @@ from lcm.nn import (
     LearnedPositions,
     MemoryKV,
     TokenEmbedding,
+    call_block,
     dropout,
     kernel_init,
     make_norm,
@@ -91,6 +92,7 @@ class SentenceEncoder(nnx.Module):
     def __init__(self, cfg: CodecModelConfig, embed: TokenEmbedding, rngs: nnx.Rngs):
         dtype = compute_dtype(cfg)
         self.dropout_rate = cfg.dropout
+        self.remat = cfg.remat
         self.embed = embed
         self.positions = _Positions(cfg, rngs)
         self.blocks = nnx.List(
@@ -129,7 +131,7 @@ class SentenceEncoder(nnx.Module):
         rngs = split_rng(rng, len(self.blocks) + 1)
         x = dropout(self.positions(self.embed(tokens), positions), self.dropout_rate, rngs[0])
         for block, r in zip(self.blocks, rngs[1:]):
-            x = block(x, mask=mask, positions=positions, rng=r)
+            x = call_block(block, x, mask=mask, positions=positions, rng=r, remat=self.remat)
         x = self.norm(x).astype(jnp.float32)
         weights = mask.astype(jnp.float32)[..., None]
         pooled = jnp.sum(x * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
@@ -149,6 +151,7 @@ class SentenceDecoder(nnx.Module):
     def __init__(self, cfg: CodecModelConfig, embed: TokenEmbedding, rngs: nnx.Rngs):
         dtype = compute_dtype(cfg)
         self.dropout_rate = cfg.dropout
+        self.remat = cfg.remat
         self.embed = embed
         self.positions = _Positions(cfg, rngs)
         self.memory = _projection(cfg.concept_dim, cfg.d_model, ("concept", "embed"), dtype, rngs)
@@ -196,7 +199,7 @@ class SentenceDecoder(nnx.Module):
         rngs = split_rng(rng, len(self.blocks) + 1)
         x = dropout(self.positions(self.embed(tokens), positions), self.dropout_rate, rngs[0])
         for block, memory, r in zip(self.blocks, memories, rngs[1:]):
-            x = block(x, memory, positions=positions, rng=r)
+            x = call_block(block, x, memory, positions=positions, rng=r, remat=self.remat)
         return self.embed.attend(self.norm(x))
 
     def init_cache(self, batch: int, max_len: int) -> tuple[KVCache, ...]:

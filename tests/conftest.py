@@ -13,9 +13,7 @@ import jax  # noqa: E402
 
 # One persistent XLA cache per test session: tests (and the subprocesses they start, through
 # the environment) that compile the same program share the result.
-_CACHE = os.environ.setdefault(
-    "LCM_COMPILATION_CACHE", tempfile.mkdtemp(prefix="lcm-test-xla-")
-)
+_CACHE = os.environ.setdefault("LCM_COMPILATION_CACHE", tempfile.mkdtemp(prefix="lcm-test-xla-"))
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -46,20 +47,20 @@ def codebooks() -> np.ndarray:
     return fit_rvq(np.random.default_rng(0).normal(size=(256, D)), 3, 8, iters=5)
 
 
-def make(name: str, codebooks: np.ndarray) -> nnx.Module:
+def make(name: str, codebooks: np.ndarray, tc: TransformerConfig = TC) -> nnx.Module:
     rngs = nnx.Rngs(0)
     if name == "base_lcm":
-        return BaseLCM(BaseLCMConfig(d_model=16, decoder=TC), D, rngs)
+        return BaseLCM(BaseLCMConfig(d_model=16, decoder=tc), D, rngs)
     if name == "two_tower":
-        return TwoTowerLCM(TwoTowerConfig(d_model=16, context=TC, denoiser=TC), D, rngs)
+        return TwoTowerLCM(TwoTowerConfig(d_model=16, context=tc, denoiser=tc), D, rngs)
     if name == "one_tower":
-        return OneTowerLCM(OneTowerConfig(d_model=16, decoder=TC), D, rngs)
-    cfg = QuantConfig(variant=name[-1], d_model=16, decoder=TC, num_codebooks=3, codebook_size=8)
+        return OneTowerLCM(OneTowerConfig(d_model=16, decoder=tc), D, rngs)
+    cfg = QuantConfig(variant=name[-1], d_model=16, decoder=tc, num_codebooks=3, codebook_size=8)
     return QuantLCM(cfg, codebooks, rngs)
 
 
-def build(name: str, codebooks: np.ndarray) -> nnx.Module:
-    return random_model(lambda: make(name, codebooks), codebooks)
+def build(name: str, codebooks: np.ndarray, tc: TransformerConfig = TC) -> nnx.Module:
+    return random_model(lambda: make(name, codebooks, tc), codebooks)
 
 
 class Compiled:
@@ -226,15 +227,49 @@ def test_unconditional_denoiser_ignores_the_context(compiled: dict[str, Compiled
     np.testing.assert_allclose(denoise(model, batch), denoise(model, other), atol=1e-6)
 
 
+def loss_and_grads(model: nnx.Module, rng: jax.Array) -> tuple[jax.Array, Any]:
+    """The training loss of ``model`` on :func:`docs_batch` and its parameter gradients."""
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss(p: Any) -> jax.Array:
+        return nnx.merge(graphdef, p, rest).loss(docs_batch(), rng)[0]
+
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_remat_wraps_every_block(name: str, codebooks: np.ndarray) -> None:
+    """``remat`` reaches every stack: one rematerialized call per block in the loss."""
+    model = make(name, codebooks, dataclasses.replace(TC, remat=True))
+    graphdef, state = nnx.split(model)
+    jaxpr = jax.make_jaxpr(lambda s: nnx.merge(graphdef, s).loss(docs_batch(), jax.random.key(0)))
+    remats = sum(e.primitive.name.startswith("remat") for e in jaxpr(state).eqns)
+    stacks = 2 if name == "two_tower" else 1  # contextualizer and denoiser
+    assert remats == stacks * TC.num_layers
+
+
+def test_remat_gives_the_same_loss_and_gradients(codebooks: np.ndarray) -> None:
+    """Two-Tower (a masked stack and a denoiser stack), with dropout so keys cross remat."""
+    tc = dataclasses.replace(TC, dropout=0.1)
+    rng = jax.random.key(7)
+    loss, grads = loss_and_grads(build("two_tower", codebooks, tc), rng)
+    remat = dataclasses.replace(tc, remat=True)
+    loss_r, grads_r = loss_and_grads(build("two_tower", codebooks, remat), rng)
+    np.testing.assert_allclose(loss_r, loss, rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), grads_r, grads
+    )
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def tiny_config(variant: str, run_dir: Path) -> TrainConfig:
+def tiny_config(variant: str, run_dir: Path, *overrides: str) -> TrainConfig:
     return load_train_config(
         REPO / "configs" / "lcm" / f"{variant}_tiny.yaml",
-        [f"run_dir={run_dir}", "steps=30", "log_every=1", "checkpoint.every=10"],
+        [f"run_dir={run_dir}", "steps=30", "log_every=1", "checkpoint.every=10", *overrides],
     )
 
 
@@ -290,6 +325,16 @@ def test_tiny_config_trains_checkpoints_and_resumes(
     if "tower" in variant:  # classifier-free-guidance dropout at the configured rate
         rate = np.mean([r["cfg_dropped"] for r in full])
         assert rate == pytest.approx(0.15, abs=0.03)
+
+
+def test_trainer_step_with_remat_matches_the_plain_run(
+    tiny_run: Callable[[str], Path], tmp_path: Path
+) -> None:
+    remat = ["model.context.remat=true", "model.denoiser.remat=true"]
+    train(tiny_config("two_tower", tmp_path, *remat), progress=False, stop_at=3)
+    got = [r["loss"] for r in read_metrics(tmp_path)]
+    want = [r["loss"] for r in read_metrics(tiny_run("two_tower"))][:3]
+    assert got == pytest.approx(want, rel=1e-5)
 
 
 def test_eval_cli_scores_trained_runs(

@@ -27,6 +27,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def with_host_devices(env: dict[str, str], devices: int) -> dict[str, str]:
+    """``env`` with ``XLA_FLAGS`` asking for ``devices`` simulated CPU devices (any earlier
+    device count flag replaced)."""
+    flags = [
+        f
+        for f in env.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
+    flags.append(f"--xla_force_host_platform_device_count={devices}")
+    return {**env, "XLA_FLAGS": " ".join(flags)}
+
+
 def process_env(
     base: dict[str, str], index: int, num_processes: int, port: int, devices: int | None
 ) -> dict[str, str]:
@@ -36,13 +48,7 @@ def process_env(
     env[NUM_PROCESSES_ENV] = str(num_processes)
     env[PROCESS_ID_ENV] = str(index)
     if devices is not None:
-        flags = [
-            f
-            for f in env.get("XLA_FLAGS", "").split()
-            if not f.startswith("--xla_force_host_platform_device_count")
-        ]
-        flags.append(f"--xla_force_host_platform_device_count={devices}")
-        env["XLA_FLAGS"] = " ".join(flags)
+        env = with_host_devices(env, devices)
         env.setdefault("JAX_PLATFORMS", "cpu")
     return env
 

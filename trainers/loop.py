@@ -31,8 +31,8 @@ from trainers.checkpoint import Checkpointer
 from trainers.config import TrainConfig
 from trainers.mesh import batch_sharding, make_mesh
 from trainers.optim import learning_rate_schedule, make_optimizer
-from trainers.state import plan_train_state
-from trainers.task import DataContext
+from trainers.state import StateLayout, plan_train_state
+from trainers.task import BatchSource, DataContext
 from trainers.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -195,11 +195,57 @@ class MetricsLog:
         write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
 
-def _global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> Any:
+def global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> Any:
     """Assemble the global, sharded batch from this process's rows."""
     return {
         k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A run ready for its first step (everything but the state itself).
+
+    Attributes:
+        mesh: The device mesh.
+        source: This process's batch source.
+        layout: The sharded layout of the train state (``layout.init()`` creates it).
+        step: The jitted, state-donating ``(state, batch) -> (state, metrics)``.
+        data_sharding: Sharding of the global batch.
+    """
+
+    mesh: jax.sharding.Mesh
+    source: BatchSource
+    layout: StateLayout
+    step: Callable[[dict[str, Any], dict[str, jax.Array]], tuple[dict[str, Any], dict[str, Any]]]
+    data_sharding: jax.sharding.NamedSharding
+
+    def batch(self, step: int) -> dict[str, jax.Array]:
+        """The global batch of ``step``, assembled from this process's rows."""
+        return global_batch(self.source.batch(step), self.data_sharding)
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    """Mesh, data, state layout and train step of ``cfg`` (no state is allocated).
+
+    :func:`train` runs on this; so do tools that time or inspect the step, so they measure
+    exactly the step a run takes.
+    """
+    task = get_task(cfg.task)
+    mesh = make_mesh(cfg.mesh)
+    ctx = DataContext(
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    source = task.build_data(cfg.data, cfg.model, ctx)
+    tx = make_optimizer(cfg.optim, cfg.steps)
+    layout = plan_train_state(task, cfg, mesh, tx)
+    step = make_train_step(
+        layout.graphdef, tx, learning_rate_schedule(cfg.optim, cfg.steps), cfg, layout.shardings
+    )
+    return Prepared(mesh, source, layout, step, batch_sharding(mesh))
 
 
 def train(
@@ -226,25 +272,13 @@ def train(
         FileExistsError: ``resume=False`` but the run directory already has checkpoints.
     """
     # --- setup
-    task = get_task(cfg.task)
     run_dir = Path(cfg.run_dir)
     is_main = jax.process_index() == 0
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run_dir / "config.yaml")
-    # --- mesh
-    mesh = make_mesh(cfg.mesh)
-    # --- data
-    ctx = DataContext(
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    )
-    source = task.build_data(cfg.data, cfg.model, ctx)
-    # --- model and optimizer
-    tx = make_optimizer(cfg.optim, cfg.steps)
-    layout = plan_train_state(task, cfg, mesh, tx)
+    # --- mesh, data, model and optimizer
+    run = prepare(cfg)
     # --- restore
     checkpointer = Checkpointer(
         run_dir / "checkpoints",
@@ -260,9 +294,9 @@ def train(
             f"{checkpointer.directory} already holds checkpoints; resume, or use a new run_dir "
             "(nothing is deleted automatically)"
         )
-    restored = checkpointer.restore_latest(layout.abstract) if resume else None
+    restored = checkpointer.restore_latest(run.layout.abstract) if resume else None
     if restored is None:
-        state = layout.init()
+        state = run.layout.init()
         metrics_log.truncate_after(0)  # a fresh run starts a fresh log
     else:
         resumed_from, state, meta = restored
@@ -270,14 +304,6 @@ def train(
         metrics_log.truncate_after(resumed_from)
         log.info("resumed %s from step %d", run_dir, resumed_from)
     # --- loop
-    step_fn = make_train_step(
-        layout.graphdef,
-        tx,
-        learning_rate_schedule(cfg.optim, cfg.steps),
-        cfg,
-        layout.shardings,
-    )
-    data_sharding = batch_sharding(mesh)
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "-1"))
     bar = tqdm(
@@ -288,10 +314,9 @@ def train(
         dynamic_ncols=True,
     )
     try:
-        with jax.set_mesh(mesh):
+        with jax.set_mesh(run.mesh):
             for step in range(start, end):
-                batch = _global_batch(source.batch(step), data_sharding)
-                state, metrics = step_fn(state, batch)
+                state, metrics = run.step(state, run.batch(step))
                 done = step + 1
                 metrics_log.add(done, metrics)
                 bar.update(1)

@@ -7,6 +7,7 @@ table is the one place where the parallelism strategy is decided.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -100,3 +101,44 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
     """Fully replicated sharding (scalars, step counters)."""
     return NamedSharding(mesh, PartitionSpec())
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardingStats:
+    """How a tree of arrays is laid out over its mesh.
+
+    Attributes:
+        arrays: Number of arrays.
+        sharded: Arrays split over at least one mesh axis (the rest are replicated).
+        total_bytes: Bytes of all arrays, counted once.
+        bytes_per_device: Bytes held by one device (the largest share, if uneven).
+    """
+
+    arrays: int
+    sharded: int
+    total_bytes: int
+    bytes_per_device: int
+
+
+def sharding_stats(tree: Any) -> ShardingStats:
+    """Layout of ``tree``'s leaves: ``jax.Array`` or ``jax.ShapeDtypeStruct`` with shardings.
+
+    Read from the shardings alone (``shard_shape``), so it works on an abstract state before
+    anything is allocated.
+    """
+    leaves = jax.tree.leaves(tree)
+    per_device: dict[Any, int] = {}
+    total = sharded = 0
+    for x in leaves:
+        itemsize = np.dtype(x.dtype).itemsize
+        total += math.prod(x.shape) * itemsize
+        sharded += not x.sharding.is_fully_replicated
+        shard = math.prod(x.sharding.shard_shape(x.shape)) * itemsize
+        for device in x.sharding.device_set:
+            per_device[device] = per_device.get(device, 0) + shard
+    return ShardingStats(
+        arrays=len(leaves),
+        sharded=sharded,
+        total_bytes=total,
+        bytes_per_device=max(per_device.values(), default=0),
+    )

@@ -2,8 +2,8 @@
 
 The state is a plain dict ``{"step", "params", "buffers", "opt_state"}`` of arrays. Its layout
 (shapes, dtypes, shardings) is derived without allocating anything: the model is built
-abstractly to read parameter shapes and logical axis names, and the optimizer's state
-shardings are read off the compiled ``tx.init``. Initialization then runs as one ``jit`` with
+abstractly to read parameter shapes and logical axis names, and the optimizer's per-parameter
+state is sharded like its parameter. Initialization then runs as one ``jit`` with
 ``out_shardings``, so no process ever materializes an unsharded model, and a restore targets
 the same abstract layout, so each process reads only its own shards.
 """
@@ -64,14 +64,17 @@ def plan_train_state(
     param_specs = nnx.to_pure_dict(nnx.get_partition_spec(abstract_params))
     abstract_params = nnx.to_pure_dict(abstract_params)
     param_shardings = state_shardings(param_specs, abstract_params, mesh)
-    with_shardings = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-        abstract_params,
+    # Each optimizer-state copy of a parameter (Adam's moments) is sharded like it; counters
+    # are replicated. (Left to XLA, the moments come out replicated: they are zeros that
+    # depend on no sharded input, so FSDP would not split the largest part of the state.)
+    opt_shardings = optax.tree_map_params(
+        tx,
+        lambda leaf, sharding, param: sharding if leaf.shape == param.shape else replicated(mesh),
+        jax.eval_shape(tx.init, abstract_params),
         param_shardings,
+        abstract_params,
+        transform_non_params=lambda _: replicated(mesh),
     )
-    with jax.set_mesh(mesh):
-        # Let XLA place the optimizer state next to its parameters, then read the result.
-        opt_shardings = jax.jit(tx.init).lower(with_shardings).compile().output_shardings
     shardings = {
         "step": replicated(mesh),
         "params": param_shardings,

@@ -89,6 +89,7 @@ class BaseLCM(nnx.Module):
             cfg.decoder.mlp_dim,
             rope_base=cfg.rope_base,
             dropout_rate=cfg.decoder.dropout,
+            remat=cfg.decoder.remat,
             rngs=rngs,
         )
         self.postnet = nnx.Linear(

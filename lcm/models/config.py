@@ -14,12 +14,15 @@ class TransformerConfig:
         num_heads: Attention heads (``d_model`` must be divisible by it).
         mlp_dim: SwiGLU hidden width.
         dropout: Residual dropout rate during training.
+        remat: Rematerialize each block in the backward pass (less activation memory for
+            one more forward pass; results unchanged).
     """
 
     num_layers: int = 4
     num_heads: int = 4
     mlp_dim: int = 1024
     dropout: float = 0.0
+    remat: bool = False
 
     def __post_init__(self) -> None:
         if self.num_layers < 1 or self.num_heads < 1 or self.mlp_dim < 1:

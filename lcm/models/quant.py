@@ -110,6 +110,7 @@ class QuantLCM(nnx.Module):
             cfg.decoder.mlp_dim,
             rope_base=cfg.rope_base,
             dropout_rate=cfg.decoder.dropout,
+            remat=cfg.decoder.remat,
             rngs=rngs,
         )
         self.depth_in = nnx.Linear(

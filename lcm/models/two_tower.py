@@ -102,6 +102,7 @@ class TwoTowerLCM(nnx.Module):
             cfg.context.mlp_dim,
             rope_base=cfg.rope_base,
             dropout_rate=cfg.context.dropout,
+            remat=cfg.context.remat,
             rngs=rngs,
         )
         self.denoiser = Denoiser(concept_dim, cfg.d_model, cfg.denoiser, rngs)

@@ -9,7 +9,7 @@ from lcm.nn.embeddings import LearnedPositions, TokenEmbedding, apply_rope, sinu
 from lcm.nn.ffn import FfnKind, GeluMlp, SwiGlu, make_ffn
 from lcm.nn.norms import LayerNorm, NormKind, RMSNorm, make_norm
 from lcm.nn.params import kernel_init, param, partitioned
-from lcm.nn.transformer import DecoderBlock, EncoderBlock, dropout, split_rng
+from lcm.nn.transformer import DecoderBlock, EncoderBlock, call_block, dropout, split_rng
 
 __all__ = [
     "CrossAttention",
@@ -27,6 +27,7 @@ __all__ = [
     "SwiGlu",
     "TokenEmbedding",
     "apply_rope",
+    "call_block",
     "dropout",
     "kernel_init",
     "make_ffn",

@@ -17,7 +17,7 @@ from lcm.nn.attention import KVCache
 from lcm.nn.ffn import SwiGlu
 from lcm.nn.masked_attention import MaskedSelfAttention
 from lcm.nn.norms import RMSNorm
-from lcm.nn.transformer import dropout
+from lcm.nn.transformer import call_block, dropout
 
 
 def _split(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
@@ -89,6 +89,7 @@ class MaskedTransformer(nnx.Module):
         mlp_dim: SwiGLU hidden width.
         rope_base: RoPE base.
         dropout_rate: Residual dropout.
+        remat: Rematerialize each block in the backward pass of the full pass.
         dtype: Compute dtype.
         param_dtype: Parameter dtype.
         rngs: Initialization RNGs.
@@ -103,10 +104,12 @@ class MaskedTransformer(nnx.Module):
         *,
         rope_base: float = 10000.0,
         dropout_rate: float = 0.0,
+        remat: bool = False,
         dtype: jnp.dtype = jnp.float32,
         param_dtype: jnp.dtype = jnp.float32,
         rngs: nnx.Rngs,
     ):
+        self.remat = remat
         self.blocks = nnx.List(
             [
                 MaskedBlock(
@@ -144,7 +147,7 @@ class MaskedTransformer(nnx.Module):
             [B, T, d_model].
         """
         for block, r in zip(self.blocks, _split(rng, len(self.blocks))):
-            x = block(x, mask, positions, r)
+            x = call_block(block, x, mask, positions, r, remat=self.remat)
         return self.final_norm(x)
 
     def init_cache(self, batch: int, max_len: int) -> list[KVCache]:

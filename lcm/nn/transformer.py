@@ -6,6 +6,8 @@ Randomness (dropout) comes from an explicit ``rng`` argument, so modules hold no
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -26,6 +28,36 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
 def split_rng(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
     """``n`` independent keys from ``rng``, or ``n`` Nones when there is no randomness."""
     return [None] * n if rng is None else list(jax.random.split(rng, n))
+
+
+def _apply(block: nnx.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return block(*args, **kwargs)
+
+
+# Save nothing inside a block: the backward pass recomputes it from the block's input, so a
+# stack keeps one [B, T, d_model] activation per block instead of all of a block's
+# intermediates (attention scores, feed-forward hidden). The price is one more forward pass.
+# (nnx.remat resolves keyword arguments to positions, so they travel as one dict argument.)
+_apply_remat = nnx.remat(_apply, policy=jax.checkpoint_policies.nothing_saveable)
+
+
+def call_block(block: nnx.Module, *args: Any, remat: bool = False, **kwargs: Any) -> Any:
+    """``block(*args, **kwargs)``, rematerialized in the backward pass when ``remat``.
+
+    The stacks call their blocks through this on the training path, so per-block activation
+    checkpointing is one config switch; it changes no parameter and no result (up to float
+    reassociation), only what is kept in memory between the forward and backward passes.
+
+    Args:
+        block: The block module.
+        *args: Positional arguments of the block.
+        remat: Wrap the call in ``nnx.remat`` (``jax.checkpoint``).
+        **kwargs: Keyword arguments of the block.
+
+    Returns:
+        The block's output.
+    """
+    return (_apply_remat if remat else _apply)(block, args, kwargs)
 
 
 class EncoderBlock(nnx.Module):

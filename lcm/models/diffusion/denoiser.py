@@ -27,7 +27,7 @@ from lcm.nn.masked_attention import MaskedCrossAttention
 from lcm.nn.norms import RMSNorm
 from lcm.nn.params import kernel_init, partitioned
 from lcm.nn.timestep import TimestepEmbedding
-from lcm.nn.transformer import dropout
+from lcm.nn.transformer import call_block, dropout
 
 
 class DenoiserBlock(nnx.Module):
@@ -114,6 +114,7 @@ class Denoiser(nnx.Module):
     """
 
     def __init__(self, concept_dim: int, d_model: int, cfg: TransformerConfig, rngs: nnx.Rngs):
+        self.remat = cfg.remat
         self.in_proj = nnx.Linear(
             concept_dim,
             d_model,
@@ -179,5 +180,5 @@ class Denoiser(nnx.Module):
         x = self.in_proj(x_t)
         keys = [None] * len(self.blocks) if rng is None else jax.random.split(rng, len(self.blocks))
         for block, memory, r in zip(self.blocks, memories, keys):
-            x = block(x, cond, memory, mask, r)
+            x = call_block(block, x, cond, memory, mask, r, remat=self.remat)
         return self.out_proj(self.final_norm(x))
