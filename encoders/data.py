@@ -63,6 +63,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "comm_scofield": 0.5,
     "comm_tdavid": 0.25,
     "gcide_defs": 0.15,
+    "wordnet": 0.5,
     "foldoc": 0.5,
     "linux_doc": 0.5,
 }
@@ -137,6 +138,7 @@ def prepare(
     holdout_sources: Sequence[str] = DEFAULT_HOLDOUT,
     weights: dict[str, float] | None = None,
     seed: int = 0,
+    tokenizer_path: str | None = None,
 ) -> dict:
     """Build the codec's sentence data and tokenizer (see the module docstring).
 
@@ -153,6 +155,8 @@ def prepare(
         holdout_sources: Sources whose documents all go to test (never trained on).
         weights: Train copies per sentence by source (default :data:`DEFAULT_WEIGHTS`).
         seed: Tokenizer sampling seed.
+        tokenizer_path: Reuse this SentencePiece model instead of training one, so that a
+            running codec can continue on a widened corpus (its token ids must not change).
 
     Returns:
         The manifest (also written to ``manifest.json``).
@@ -205,22 +209,28 @@ def prepare(
     for split in SPLITS:
         text = "".join(s + "\n" for s, _ in kept[split])
         write_bytes_atomic(out / f"{split}.txt", text.encode())
-    with tempfile.NamedTemporaryFile("w", dir=out, suffix=".txt", delete=False) as f:
-        for (s, _), c in zip(kept["train"], copies):
-            f.write((s + "\n") * int(c))
-    try:
-        tokenizer = train_tokenizer(
-            f.name,
-            out / "tokenizer.model",
-            vocab_size=vocab_size,
-            model_type=model_type,
-            seed=seed,
-        )
-    finally:
-        os.unlink(f.name)
-    logger.info("tokenizer trained after %.0fs", time.time() - t0)
+    if tokenizer_path is not None:
+        source_model = Path(os.path.expanduser(tokenizer_path))
+        tokenizer = Tokenizer.load(source_model)
+        if source_model.resolve() != (out / "tokenizer.model").resolve():
+            write_bytes_atomic(out / "tokenizer.model", source_model.read_bytes())
+    else:
+        with tempfile.NamedTemporaryFile("w", dir=out, suffix=".txt", delete=False) as f:
+            for (s, _), c in zip(kept["train"], copies):
+                f.write((s + "\n") * int(c))
+        try:
+            tokenizer = train_tokenizer(
+                f.name,
+                out / "tokenizer.model",
+                vocab_size=vocab_size,
+                model_type=model_type,
+                seed=seed,
+            )
+        finally:
+            os.unlink(f.name)
+    logger.info("tokenizer ready after %.0fs", time.time() - t0)
 
-    token_dtype = np.uint16 if vocab_size <= 2**16 else np.int32
+    token_dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32
     n_tokens = {}
     for split in SPLITS:
         sentences = [s for s, _ in kept[split]]
@@ -268,6 +278,7 @@ def prepare(
             "holdout_sources": list(holdout_sources),
             "weights": {src: weights.get(src, 1.0) for src in sources},
             "seed": seed,
+            "tokenizer_path": tokenizer_path,
         },
         "seconds": round(time.time() - t0, 1),
     }
@@ -453,6 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="train copies per sentence of a source (overrides the default table)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tokenizer",
+        help="reuse this tokenizer.model instead of training one (continue a codec run)",
+    )
     args = parser.parse_args(argv)
     weights = dict(DEFAULT_WEIGHTS)
     for item in args.weight:
@@ -475,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         holdout_sources=tuple(s for s in args.holdout.split(",") if s),
         weights=weights,
         seed=args.seed,
+        tokenizer_path=args.tokenizer,
     )
     print(f"{'source':<22}{'train':>9}{'mixture':>9}{'valid':>8}{'test':>8}")
     for src, c in manifest["per_source"].items():

@@ -6,3 +6,14 @@ imported where they are used.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Pipeline", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    # ``from lcm import Pipeline`` imports JAX and the models only when asked for.
+    if name == "Pipeline":
+        from lcm.pipeline import Pipeline
+
+        return Pipeline
+    raise AttributeError(f"module 'lcm' has no attribute {name!r}")

@@ -46,10 +46,22 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
         "encoders.evaluate:main",
         None,
     ),
-    "eval-task": ("summarization/expansion evaluation (ROUGE, OVL-3, REP-4)", None, 6),
-    "summarize": ("summarize a document in embedding space", None, 6),
-    "expand": ("expand a summary into a document", None, 6),
-    "generate": ("continue a document sentence by sentence", None, 6),
+    "eval-task": (
+        "summarization/expansion evaluation (ROUGE, OVL-3, REP-4) with baselines",
+        "lcm.infer_cli:eval_task_main",
+        None,
+    ),
+    "summarize": (
+        "summarize a document in embedding space",
+        "lcm.infer_cli:summarize_main",
+        None,
+    ),
+    "expand": ("expand a summary into a document", "lcm.infer_cli:expand_main", None),
+    "generate": (
+        "continue a document sentence by sentence",
+        "lcm.infer_cli:generate_main",
+        None,
+    ),
     "launch": (
         "run a command as N local JAX processes (multi-host test)",
         "trainers.launch:main",

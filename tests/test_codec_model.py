@@ -8,11 +8,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from codec_fixtures import MEMORIZED, batch_of, prepared_data, tiny_model_config, train
+from codec_fixtures import (
+    FIXTURES,
+    MEMORIZED,
+    VOCAB,
+    batch_of,
+    prepared_data,
+    tiny_model_config,
+    train,
+)
 from flax import nnx
 
 from encoders.config import CodecDataConfig
-from encoders.data import CodecBatchSource, copies_of
+from encoders.data import CodecBatchSource, copies_of, prepare
 from encoders.model import CodecModel, corrupt_tokens, relative_noise
 from encoders.tokenizer import EOS_ID, MASK_ID, PAD_ID, Tokenizer
 from encoders.train import TASK
@@ -195,3 +203,23 @@ def test_batch_source_checks_vocabulary_and_data_dir(tmp_path) -> None:
         CodecBatchSource(
             CodecDataConfig(data_dir=str(tmp_path)), tiny_model_config(), batch_size=4, seed=0
         )
+
+
+def test_prepare_can_reuse_a_tokenizer(tmp_path) -> None:
+    """A widened corpus keeps a running codec's token ids when its tokenizer is reused."""
+    root = prepared_data()
+    manifest = prepare(
+        str(FIXTURES),
+        str(tmp_path),
+        pairs_path=str(FIXTURES / "pairs_small.jsonl.gz"),
+        vocab_size=VOCAB,
+        valid_fraction=0.1,
+        test_fraction=0.1,
+        holdout_sources=("devil",),
+        tokenizer_path=str(root / "tokenizer.model"),
+    )
+    assert (tmp_path / "tokenizer.model").read_bytes() == (root / "tokenizer.model").read_bytes()
+    assert manifest["settings"]["tokenizer_path"] == str(root / "tokenizer.model")
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "train.tokens.npy"), np.load(root / "train.tokens.npy")
+    )

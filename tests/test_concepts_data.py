@@ -59,7 +59,8 @@ def test_eot_is_appended_and_everything_normalized() -> None:
     eot = norm.normalize(eot_vector(SYN))
     raw = list(iter_raw_documents(SYN))
     assert concepts.num_docs == len(raw) and concepts.dim == 6
-    for i, (doc_id, vectors) in enumerate(raw):
+    for i, (doc_id, vectors, context) in enumerate(raw):
+        assert context == 0
         doc = concepts.doc(i)
         assert concepts.doc_ids[i] == doc_id and len(doc) == len(vectors) + 1
         np.testing.assert_allclose(doc[:-1], norm.normalize(vectors), atol=1e-5)
@@ -108,7 +109,8 @@ def test_batches_are_a_pure_function_of_seed_and_step() -> None:
     one = ConceptSource(SYN, batch_size=6, seed=1)
     again = ConceptSource(SYN, batch_size=6, seed=1)
     b0 = one.batch(5)
-    assert set(b0) == {"concepts", "segment_ids", "positions", "mask"}
+    assert set(b0) == {"concepts", "segment_ids", "positions", "mask", "loss_mask"}
+    np.testing.assert_array_equal(b0["loss_mask"], b0["mask"])  # no fine-tuning context
     assert b0["concepts"].shape == (6, 8, 6) and b0["concepts"].dtype == np.float32
     for k in b0:
         np.testing.assert_array_equal(b0[k], again.batch(5)[k])

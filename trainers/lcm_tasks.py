@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lcm.data.concepts import ConceptDataConfig, ConceptSource, load_concepts
+from lcm.config import to_dict
+from lcm.data.concepts import (
+    ConceptDataConfig,
+    ConceptSource,
+    concept_normalizer,
+    eot_vector,
+    load_concepts,
+)
+from lcm.data.tasks import TASK_MARKERS
 from lcm.models.base_lcm import BaseLCM, BaseLCMConfig
+from lcm.models.directory import LCMDirConfig, save_lcm
 from lcm.models.one_tower import OneTowerConfig, OneTowerLCM
 from lcm.models.quant import QuantConfig, QuantLCM
 from lcm.models.rvq import fit_rvq, reconstruction_errors
@@ -66,6 +77,33 @@ def quant_codebooks(model: QuantConfig, data: ConceptDataConfig) -> np.ndarray:
     return books
 
 
+def _export(family: str) -> Callable[[nnx.Module, Any, ConceptDataConfig, str], None]:
+    """The ``export`` of a family: a model directory (:mod:`lcm.models.directory`)."""
+
+    def export(model: nnx.Module, model_cfg: Any, data: ConceptDataConfig, out_dir: str) -> None:
+        eot = eot_vector(data)
+        if eot is None:
+            raise ValueError("a model directory needs an end-of-text concept (data.eot is none)")
+        normalizer = concept_normalizer(data)
+        n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        config = LCMDirConfig(
+            family=family,
+            concept_dim=normalizer.dim,
+            max_seq_len=data.max_seq_len,
+            model=to_dict(model_cfg),
+            markers=dict(TASK_MARKERS),
+            codec=data.shards or "synthetic",
+        )
+        card = (
+            f"# {family} (lcm-jax)\n\n- {n_params:,} parameters, D = {normalizer.dim}, context "
+            f"{data.max_seq_len} concepts\n- data: `{data.shards or 'synthetic'}` "
+            f"(split {data.split})\n"
+        )
+        save_lcm(out_dir, model, config, normalizer, eot, card)
+
+    return export
+
+
 def _build_quant(model: QuantConfig, data: ConceptDataConfig, rngs: nnx.Rngs) -> QuantLCM:
     return QuantLCM(model, quant_codebooks(model, data), rngs)
 
@@ -76,6 +114,7 @@ BASE_LCM = Task(
     data_config=ConceptDataConfig,
     build_model=lambda model, data, rngs: BaseLCM(model, concept_dim(data), rngs),
     build_data=concept_source,
+    export=_export("base_lcm"),
 )
 
 TWO_TOWER = Task(
@@ -84,6 +123,7 @@ TWO_TOWER = Task(
     data_config=ConceptDataConfig,
     build_model=lambda model, data, rngs: TwoTowerLCM(model, concept_dim(data), rngs),
     build_data=concept_source,
+    export=_export("two_tower"),
 )
 
 ONE_TOWER = Task(
@@ -92,6 +132,7 @@ ONE_TOWER = Task(
     data_config=ConceptDataConfig,
     build_model=lambda model, data, rngs: OneTowerLCM(model, concept_dim(data), rngs),
     build_data=concept_source,
+    export=_export("one_tower"),
 )
 
 QUANT_LCM = Task(
@@ -100,4 +141,5 @@ QUANT_LCM = Task(
     data_config=ConceptDataConfig,
     build_model=_build_quant,
     build_data=concept_source,
+    export=_export("quant_lcm"),
 )

@@ -81,6 +81,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("build-corpus", help="rebuild the English corpus and pairs from Debian")
 
     p = sub.add_parser(
+        "build-tasks",
+        help="write summarization/expansion fine-tuning documents from a pairs file",
+        description="For each pair of --split write 'input sentences, task marker, target "
+        "sentences' documents (one per task) to DIR; the input and marker are marked as "
+        "context so the LCM loss covers the targets only. Fill the embeddings afterwards "
+        "with `lcm data embed`.",
+    )
+    p.add_argument("pairs", metavar="PAIRS", help="pairs JSONL file (.gz ok)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--tasks", default="summarize,expand", help="comma-separated tasks (default: %(default)s)"
+    )
+    p.add_argument("--split", default="train", help="pairs split to read (default: train)")
+    p.add_argument(
+        "--max-concepts",
+        type=_positive,
+        default=128,
+        metavar="T",
+        help="context length of the model (the end-of-text concept included)",
+    )
+    p.add_argument("--max-chars", type=_positive, default=256, help="sentence length cap")
+    p.add_argument(
+        "--plain", action="store_true", help="also write each document as an ordinary document"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace shards already in DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
         "embed",
         help="fill the embeddings column of shards with a codec",
         description="Encode the sentences of every document of SHARDS with a codec and write "
@@ -215,6 +243,32 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         return 0
 
 
+def _cmd_build_tasks(args: argparse.Namespace) -> int:
+    from lcm.data.readers import DataError
+    from lcm.data.tasks import build_task_shards
+
+    try:
+        counts = build_task_shards(
+            args.pairs,
+            args.out,
+            tasks=[t for t in args.tasks.split(",") if t],
+            split=args.split,
+            max_concepts=args.max_concepts,
+            max_chars=args.max_chars,
+            plain=args.plain,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except FileExistsError as e:
+        print(f"{_PROG} build-tasks: error: {e} (--overwrite on the command line)", file=sys.stderr)
+        return 1
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"{_PROG} build-tasks: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
 def _load_codec(name: str) -> SentenceEncoder:
     """The codec ``name`` (imported only here: loading it pulls in the model code)."""
     import encoders
@@ -304,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_shards(args)
     if args.sub == "segment":
         return _cmd_segment(args)
+    if args.sub == "build-tasks":
+        return _cmd_build_tasks(args)
     if args.sub == "embed":
         return _cmd_embed(args)
     if args.sub == "fit-normalizer":

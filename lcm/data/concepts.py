@@ -14,7 +14,10 @@ seeded by (seed, e); each process builds only its own rows. Arrays of a batch:
 - ``concepts [B, T, D]`` float32, normalized, zero at padding;
 - ``segment_ids [B, T]`` int32: 1, 2, ... for the pieces of a packed row, 0 for padding;
 - ``positions [B, T]`` int32: position of each concept within its piece (from 0);
-- ``mask [B, T]`` bool: ``segment_ids > 0``.
+- ``mask [B, T]`` bool: ``segment_ids > 0``;
+- ``loss_mask [B, T]`` bool: the concepts a loss predicts. A fine-tuning document (from
+  :mod:`lcm.data.tasks`) starts with ``context`` concepts (the task input and its marker,
+  counted in its ``meta_json``) that are only read; every other real concept is a target.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import json
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -33,6 +36,20 @@ from lcm.data.readers import DataError
 from lcm.models.normalizer import Method, Normalizer
 
 EOT_FILE = "eot.npy"  # the end-of-text concept, written next to embedded shards
+
+
+class RawDocument(NamedTuple):
+    """One document as stored, before the EOT concept and normalization.
+
+    Attributes:
+        doc_id: Document id.
+        vectors: [n, D] float32 raw concepts.
+        context: Leading concepts that are input only, never a loss target (fine-tuning).
+    """
+
+    doc_id: str
+    vectors: np.ndarray
+    context: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,11 +132,13 @@ class ConceptSet:
         vectors: [N, D] float32, the concepts of all documents back to back.
         offsets: [num_docs + 1] int64; document ``i`` is ``vectors[offsets[i]:offsets[i+1]]``.
         doc_ids: The document ids.
+        targets: [N] bool, the concepts a loss predicts (False on fine-tuning inputs).
     """
 
     vectors: np.ndarray
     offsets: np.ndarray
     doc_ids: tuple[str, ...]
+    targets: np.ndarray
 
     @property
     def dim(self) -> int:
@@ -157,7 +176,7 @@ def _synthetic_map(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray, np.nda
     return rotation, scale, offset
 
 
-def _synthetic_documents(cfg: SyntheticConfig) -> Iterator[tuple[str, np.ndarray]]:
+def _synthetic_documents(cfg: SyntheticConfig) -> Iterator[RawDocument]:
     rotation, scale, offset = _synthetic_map(cfg)
     noise_std = np.sqrt(1.0 - cfg.rho**2)
     for i in range(cfg.num_docs):
@@ -167,13 +186,27 @@ def _synthetic_documents(cfg: SyntheticConfig) -> Iterator[tuple[str, np.ndarray
         z[0] = rng.normal(size=cfg.dim)
         for t in range(1, n):
             z[t] = cfg.rho * rotation @ z[t - 1] + noise_std * rng.normal(size=cfg.dim)
-        yield f"synthetic-{i:06d}", (z * scale + offset).astype(np.float32)
+        yield RawDocument(f"synthetic-{i:06d}", (z * scale + offset).astype(np.float32))
 
 
-def _shard_documents(path: str) -> Iterator[tuple[str, np.ndarray]]:
+def _context_of(meta_json: str | None, n: int, doc_id: str, path: str) -> int:
+    """The ``context`` count of a document's metadata (0 without one), checked against ``n``."""
+    if not meta_json or '"context"' not in meta_json:
+        return 0
+    context = json.loads(meta_json).get("context", 0)
+    if not isinstance(context, int) or not 0 <= context < n:
+        raise DataError(
+            f"{path}: document {doc_id!r} has meta context={context!r}; need an int in "
+            f"[0, {n}) (its number of input concepts)",
+            path=str(path),
+        )
+    return context
+
+
+def _shard_documents(path: str) -> Iterator[RawDocument]:
     from lcm.data.shards import read_shards  # pyarrow only where shards are read
 
-    for row in read_shards(path, columns=["doc_id", "embeddings"]):
+    for row in read_shards(path, columns=["doc_id", "embeddings", "meta_json"]):
         emb = row["embeddings"]
         if emb is None:
             raise DataError(
@@ -181,19 +214,20 @@ def _shard_documents(path: str) -> Iterator[tuple[str, np.ndarray]]:
                 "`lcm data embed`",
                 path=str(path),
             )
-        yield row["doc_id"], emb
+        context = _context_of(row["meta_json"], len(emb), row["doc_id"], path)
+        yield RawDocument(row["doc_id"], emb, context)
 
 
-def iter_raw_documents(cfg: ConceptDataConfig) -> Iterator[tuple[str, np.ndarray]]:
-    """``(doc_id, raw concepts [n, D] float32)`` of the documents of ``cfg.split``, no EOT."""
+def iter_raw_documents(cfg: ConceptDataConfig) -> Iterator[RawDocument]:
+    """The documents of ``cfg.split`` as stored (no EOT, not normalized)."""
     docs = (
         _synthetic_documents(cfg.synthetic)
         if cfg.source == "synthetic"
         else _shard_documents(cfg.shards)
     )
-    for doc_id, vectors in docs:
-        if in_split(doc_id, cfg.split, cfg.valid_fraction):
-            yield doc_id, vectors
+    for doc in docs:
+        if in_split(doc.doc_id, cfg.split, cfg.valid_fraction):
+            yield doc
 
 
 def eot_vector(cfg: ConceptDataConfig) -> np.ndarray | None:
@@ -227,7 +261,7 @@ def concept_normalizer(cfg: ConceptDataConfig) -> Normalizer:
             "data.normalizer is required for shards: fit one with `lcm data fit-normalizer`"
         )
     train = dataclasses.replace(cfg, split="train")
-    sample = np.concatenate([v for _, v in iter_raw_documents(train)])
+    sample = np.concatenate([doc.vectors for doc in iter_raw_documents(train)])
     return Normalizer.fit(sample, method=cfg.normalizer_method)
 
 
@@ -266,8 +300,8 @@ def load_concepts(cfg: ConceptDataConfig) -> ConceptSet:
     counts = _manifest_counts(cfg.shards) if cfg.source == "shards" else None
     capacity = 0 if counts is None else counts[1] + extra * counts[0]
     buf = np.empty((max(capacity, 1 << 12), d), np.float32)
-    offsets, ids, n = [0], [], 0
-    for doc_id, vectors in iter_raw_documents(cfg):
+    offsets, ids, contexts, n = [0], [], [], 0
+    for doc_id, vectors, context in iter_raw_documents(cfg):
         if vectors.ndim != 2 or vectors.shape[1] != d or len(vectors) == 0:
             raise DataError(
                 f"document {doc_id!r}: embeddings of shape {vectors.shape}, need [n, {d}]"
@@ -284,9 +318,13 @@ def load_concepts(cfg: ConceptDataConfig) -> ConceptSet:
         n = need
         offsets.append(n)
         ids.append(doc_id)
+        contexts.append(context)
     if not ids:
         raise ValueError(f"no documents in split {cfg.split!r} of {cfg.source} data")
-    return ConceptSet(buf[:n], np.asarray(offsets, np.int64), tuple(ids))
+    targets = np.ones(n, bool)
+    for start, context in zip(offsets, contexts):
+        targets[start : start + context] = False
+    return ConceptSet(buf[:n], np.asarray(offsets, np.int64), tuple(ids), targets)
 
 
 # --- rows: wrapping, packing, padding -------------------------------------------------------
@@ -382,6 +420,7 @@ def gather_rows(concepts: ConceptSet, table: RowTable, rows: np.ndarray) -> dict
         "segment_ids": segment_ids,
         "positions": table.positions[rows],
         "mask": segment_ids > 0,
+        "loss_mask": concepts.targets[np.maximum(index, 0)] & (index >= 0),
     }
 
 

@@ -73,11 +73,15 @@ def embed_shards(
     def flush(writer: ShardWriter) -> None:
         nonlocal dim
         sentences = [s for row in pending for s in row["sentences"]]
-        vectors = np.asarray(encoder.encode(sentences), np.float32)
-        if vectors.shape[0] != len(sentences) or vectors.ndim != 2:
+        # Fine-tuning shards repeat sentences across neighbouring documents: encode each once.
+        unique = list(dict.fromkeys(sentences))
+        encoded = np.asarray(encoder.encode(unique), np.float32)
+        if encoded.shape[0] != len(unique) or encoded.ndim != 2:
             raise DataError(
-                f"the encoder returned shape {vectors.shape} for {len(sentences)} sentences"
+                f"the encoder returned shape {encoded.shape} for {len(unique)} sentences"
             )
+        where = {s: i for i, s in enumerate(unique)}
+        vectors = encoded[[where[s] for s in sentences]]
         dim = vectors.shape[1]
         start = 0
         for row in pending:

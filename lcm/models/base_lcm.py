@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lcm.models.common import causal_segment_mask, regression_loss
+from lcm.models.common import causal_segment_mask, regression_loss, target_mask
 from lcm.models.config import TransformerConfig
 from lcm.models.protocols import Batch, SamplingOptions
 from lcm.nn.attention import KVCache
@@ -44,22 +44,27 @@ class BaseLCMState(NamedTuple):
     Attributes:
         caches: One KV cache per block.
         last: [B, D] the prediction after the last context concept.
-        length: Number of concepts in the context (scalar int32).
+        length: Slots filled, padding included (scalar int32).
+        first: [B] int32, the first real slot of each left-padded row.
     """
 
     caches: list[KVCache]
     last: jax.Array
     length: jax.Array
+    first: jax.Array
 
 
 def next_concept_targets(batch: Batch) -> tuple[jax.Array, jax.Array]:
     """Targets of next-concept prediction: ``(concepts[t + 1] [B, T, D], valid [B, T])``.
 
-    Position ``t`` has a target when concept ``t + 1`` exists in the same document piece.
+    Position ``t`` has a target when concept ``t + 1`` exists in the same document piece and
+    is a loss target (see :func:`~lcm.models.common.target_mask`).
     """
     seg = batch["segment_ids"]
     nxt = jnp.concatenate([seg[:, 1:], jnp.zeros_like(seg[:, :1])], axis=1)
-    valid = (seg > 0) & (nxt == seg)
+    wanted = target_mask(batch)
+    wanted_next = jnp.concatenate([wanted[:, 1:], jnp.zeros_like(wanted[:, :1])], axis=1)
+    valid = (seg > 0) & (nxt == seg) & wanted_next
     concepts = batch["concepts"]
     targets = jnp.concatenate([concepts[:, 1:], jnp.zeros_like(concepts[:, :1])], axis=1)
     return targets, valid
@@ -115,11 +120,17 @@ class BaseLCM(nnx.Module):
         del rng, options  # a regression model has nothing to sample
         return self(batch)
 
-    def start(self, prompt: jax.Array, max_len: int) -> BaseLCMState:
-        """Encode ``prompt`` [B, P, D] into KV caches sized for ``max_len`` concepts."""
+    def start(
+        self, prompt: jax.Array, max_len: int, first: jax.Array | None = None
+    ) -> BaseLCMState:
+        """Encode ``prompt`` [B, P, D] into KV caches sized for ``max_len`` concepts.
+
+        ``first`` [B]: rows are left-padded, row ``b``'s prompt starts at slot ``first[b]``.
+        """
+        first = jnp.zeros(prompt.shape[0], jnp.int32) if first is None else first
         caches = self.decoder.init_cache(prompt.shape[0], max_len)
-        h, caches = self.decoder.decode(self.prenet(prompt), caches, jnp.int32(0))
-        return BaseLCMState(caches, self.postnet(h[:, -1]), jnp.int32(prompt.shape[1]))
+        h, caches = self.decoder.decode(self.prenet(prompt), caches, jnp.int32(0), first)
+        return BaseLCMState(caches, self.postnet(h[:, -1]), jnp.int32(prompt.shape[1]), first)
 
     def next_concept(
         self, state: BaseLCMState, rng: jax.Array, options: SamplingOptions
@@ -130,5 +141,7 @@ class BaseLCM(nnx.Module):
 
     def extend(self, state: BaseLCMState, concept: jax.Array) -> BaseLCMState:
         """Append ``concept`` [B, D] to the context."""
-        h, caches = self.decoder.decode(self.prenet(concept[:, None]), state.caches, state.length)
-        return BaseLCMState(caches, self.postnet(h[:, 0]), state.length + 1)
+        h, caches = self.decoder.decode(
+            self.prenet(concept[:, None]), state.caches, state.length, state.first
+        )
+        return BaseLCMState(caches, self.postnet(h[:, 0]), state.length + 1, state.first)

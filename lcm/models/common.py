@@ -48,14 +48,19 @@ def position_keys(rng: jax.Array, positions: jax.Array) -> jax.Array:
     """One PRNG key per (row, position): ``fold_in(fold_in(rng, row), position)``.
 
     Args:
-        rng: A PRNG key.
+        rng: A PRNG key, or a [B] array of typed keys, one per row, used as the row keys
+            as they are (the generator passes these, so that a document draws the same
+            numbers in any batch).
         positions: Integer positions [B] or [B, T] of the concepts to generate.
 
     Returns:
         Keys with the shape of ``positions``.
     """
-    rows = jnp.arange(positions.shape[0])
-    per_row = jax.vmap(lambda r: jax.random.fold_in(rng, r))(rows)
+    if rng.ndim == 1 and jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        per_row = rng
+    else:
+        rows = jnp.arange(positions.shape[0])
+        per_row = jax.vmap(lambda r: jax.random.fold_in(rng, r))(rows)
     if positions.ndim == 1:
         return jax.vmap(jax.random.fold_in)(per_row, positions)
     return jax.vmap(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))(per_row, positions)
@@ -66,6 +71,17 @@ def normal_from_keys(keys: jax.Array, dim: int, salt: int | jax.Array) -> jax.Ar
     flat = keys.reshape(-1)
     draw = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, salt), (dim,)))(flat)
     return draw.reshape(*keys.shape, dim)
+
+
+def target_mask(batch: dict[str, jax.Array]) -> jax.Array:
+    """[B, T] bool: the concepts a loss predicts (real ones that are ``loss_mask`` targets).
+
+    Fine-tuning rows carry ``loss_mask`` (False on the input and task-marker concepts);
+    pre-training rows may leave it out.
+    """
+    if "loss_mask" in batch:
+        return batch["mask"] & batch["loss_mask"]
+    return batch["mask"]
 
 
 def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:

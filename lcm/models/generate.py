@@ -35,14 +35,14 @@ class Generated:
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(
+def compiled_steps(
     graphdef: nnx.GraphDef, options: SamplingOptions, max_len: int
 ) -> tuple[Callable[..., State], Callable[..., tuple[jax.Array, State]]]:
     """Jitted ``start`` and ``step`` (cached, so repeated generations compile once)."""
 
     @jax.jit
-    def start(weights: nnx.State, prompt: jax.Array) -> State:
-        return nnx.merge(graphdef, weights).start(prompt, max_len)
+    def start(weights: nnx.State, prompt: jax.Array, first: jax.Array | None) -> State:
+        return nnx.merge(graphdef, weights).start(prompt, max_len, first)
 
     @jax.jit
     def step(weights: nnx.State, state: State, rng: jax.Array) -> tuple[jax.Array, State]:
@@ -61,8 +61,12 @@ def generate(
     options: SamplingOptions | None = None,
     stop: jax.Array | None = None,
     stop_threshold: float = 0.9,
+    first: jax.Array | None = None,
 ) -> Generated:
     """Continue ``prompt`` [B, P, D] (P >= 1) by ``num_concepts`` concepts.
+
+    This is the fixed-length core; :func:`lcm.generate.generate_continuations` adds ragged
+    prompts, stop criteria and early exit on top of it.
 
     Args:
         model: A next-concept model (an ``nnx.Module``).
@@ -73,14 +77,15 @@ def generate(
         options: Sampling options (default :class:`SamplingOptions`).
         stop: Normalized stop concept [D] (e.g. end of text), or None.
         stop_threshold: Cosine similarity to ``stop`` that ends a document.
+        first: [B] int32 first real slot of each left-padded prompt row (None: no padding).
 
     Returns:
         The continuations and their lengths.
     """
     options = options or SamplingOptions()
     graphdef, weights = nnx.split(model)
-    start, step = _compiled(graphdef, options, prompt.shape[1] + num_concepts)
-    state = start(weights, prompt)
+    start, step = compiled_steps(graphdef, options, prompt.shape[1] + num_concepts)
+    state = start(weights, prompt, first)
     out = []
     for _ in range(num_concepts):
         concept, state = step(weights, state, rng)

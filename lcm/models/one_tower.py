@@ -31,6 +31,7 @@ from lcm.models.common import (
     masked_mean,
     position_keys,
     regression_loss,
+    target_mask,
 )
 from lcm.models.config import TransformerConfig
 from lcm.models.diffusion.ddim import DDIMSampler
@@ -68,10 +69,17 @@ class OneTowerConfig:
 
 
 class OneTowerState(NamedTuple):
-    """Generation state: KV caches of the clean context and its length (scalar int32)."""
+    """Generation state.
+
+    Attributes:
+        caches: KV caches of the clean context.
+        length: Slots filled, padding included (scalar int32).
+        first: [B] int32, the first real slot of each left-padded row.
+    """
 
     caches: list[KVCache]
     length: jax.Array
+    first: jax.Array
 
 
 def one_tower_mask(
@@ -166,7 +174,7 @@ class OneTowerLCM(nnx.Module):
         x_t = add_noise(x0, jax.random.normal(r_noise, x0.shape), t, schedule)
         dropped = drop_mask(r_drop, seg.shape, self.cfg_drop_prob)
         err = self._denoise(batch, x_t, t, batch["positions"], dropped, r_model) - x0
-        loss, metrics = regression_loss(err, batch["mask"])
+        loss, metrics = regression_loss(err, target_mask(batch))
         return loss, {**metrics, "cfg_dropped": masked_mean(dropped, batch["mask"])}
 
     def _sampler(self, options: SamplingOptions) -> DDIMSampler:
@@ -183,34 +191,44 @@ class OneTowerLCM(nnx.Module):
             self.concept_dim,
         )
 
-    def start(self, prompt: jax.Array, max_len: int) -> OneTowerState:
-        """Encode ``prompt`` [B, P, D] with KV caches sized for ``max_len`` concepts."""
+    def start(
+        self, prompt: jax.Array, max_len: int, first: jax.Array | None = None
+    ) -> OneTowerState:
+        """Encode ``prompt`` [B, P, D] with KV caches sized for ``max_len`` concepts.
+
+        ``first`` [B]: rows are left-padded, row ``b``'s prompt starts at slot ``first[b]``.
+        """
+        first = jnp.zeros(prompt.shape[0], jnp.int32) if first is None else first
         caches = self.decoder.init_cache(prompt.shape[0], max_len)
-        _, caches = self.decoder.decode(self._embed(prompt, CLEAN_TIMESTEP), caches, jnp.int32(0))
-        return OneTowerState(caches, jnp.int32(prompt.shape[1]))
+        clean = self._embed(prompt, CLEAN_TIMESTEP)
+        _, caches = self.decoder.decode(clean, caches, jnp.int32(0), first)
+        return OneTowerState(caches, jnp.int32(prompt.shape[1]), first)
 
     def next_concept(
         self, state: OneTowerState, rng: jax.Array, options: SamplingOptions
     ) -> jax.Array:
         """Sample the concept after the context: [B, D]."""
         b = state.caches[0].key.shape[0]
-        here = jnp.full((b, 1), state.length)
+        position = state.length - state.first  # [B], in each row's own document
+        here = position[:, None]
 
         def cond(x: jax.Array, t: jax.Array) -> jax.Array:
             # The noisy query takes the next slot of a throw-away copy of the caches.
-            h, _ = self.decoder.decode(self._embed(x[:, None], t), state.caches, state.length)
+            h, _ = self.decoder.decode(
+                self._embed(x[:, None], t), state.caches, state.length, state.first
+            )
             return self.postnet(h[:, 0])
 
         def uncond(x: jax.Array, t: jax.Array) -> jax.Array:
             alone = jnp.ones((b, 1, 1), bool)
             return self.postnet(self.decoder(self._embed(x[:, None], t), alone, here)[:, 0])
 
-        keys = position_keys(rng, jnp.full((b,), state.length))
+        keys = position_keys(rng, position)
         return self._sampler(options)(cond, uncond, keys, self.concept_dim)
 
     def extend(self, state: OneTowerState, concept: jax.Array) -> OneTowerState:
         """Append the clean ``concept`` [B, D] to the context."""
         _, caches = self.decoder.decode(
-            self._embed(concept[:, None], CLEAN_TIMESTEP), state.caches, state.length
+            self._embed(concept[:, None], CLEAN_TIMESTEP), state.caches, state.length, state.first
         )
-        return OneTowerState(caches, state.length + 1)
+        return OneTowerState(caches, state.length + 1, state.first)

@@ -5,7 +5,8 @@ All vectors a model sees or returns are *normalized* concepts (see
 
 A training batch (from :mod:`lcm.data.concepts`) is a dict of ``concepts [B, T, D]`` float32,
 ``segment_ids [B, T]`` int32 (document piece, 0 = padding), ``positions [B, T]`` int32
-(position in the piece) and ``mask [B, T]`` bool (``segment_ids > 0``).
+(position in the piece), ``mask [B, T]`` bool (``segment_ids > 0``) and, for fine-tuning
+rows, ``loss_mask [B, T]`` bool (the concepts a loss predicts: False on task inputs).
 """
 
 from __future__ import annotations
@@ -59,8 +60,13 @@ class NextConceptModel(Protocol):
         """
         ...
 
-    def start(self, prompt: jax.Array, max_len: int) -> State:
-        """Encode a prompt ``[B, P, D]`` (P >= 1) into a state with room for ``max_len``."""
+    def start(self, prompt: jax.Array, max_len: int, first: jax.Array | None = None) -> State:
+        """Encode a prompt ``[B, P, D]`` (P >= 1) into a state with room for ``max_len``.
+
+        Rows of different lengths come left-padded: row ``b`` starts at slot ``first[b]``
+        ([B] int32; None = no padding) and generates exactly what it would alone, its
+        randomness keyed by positions counted from its own first concept.
+        """
         ...
 
     def next_concept(self, state: State, rng: jax.Array, options: SamplingOptions) -> jax.Array:

@@ -73,11 +73,19 @@ class Codebooks(nnx.Variable):
 
 
 class QuantState(NamedTuple):
-    """Generation state: KV caches, the last context vector [B, d_model], the length."""
+    """Generation state.
+
+    Attributes:
+        caches: KV caches of the context.
+        last: [B, d_model] the context vector after the last concept.
+        length: Slots filled, padding included (scalar int32).
+        first: [B] int32, the first real slot of each left-padded row.
+    """
 
     caches: list[KVCache]
     last: jax.Array
     length: jax.Array
+    first: jax.Array
 
 
 class QuantLCM(nnx.Module):
@@ -210,21 +218,26 @@ class QuantLCM(nnx.Module):
         keys = position_keys(rng, batch["positions"] + 1)
         return self._sample(self._context(batch), keys, options.temperature)
 
-    def start(self, prompt: jax.Array, max_len: int) -> QuantState:
-        """Encode ``prompt`` [B, P, D] with KV caches sized for ``max_len`` concepts."""
+    def start(self, prompt: jax.Array, max_len: int, first: jax.Array | None = None) -> QuantState:
+        """Encode ``prompt`` [B, P, D] with KV caches sized for ``max_len`` concepts.
+
+        ``first`` [B]: rows are left-padded, row ``b``'s prompt starts at slot ``first[b]``.
+        """
+        first = jnp.zeros(prompt.shape[0], jnp.int32) if first is None else first
         caches = self.decoder.init_cache(prompt.shape[0], max_len)
-        h, caches = self.decoder.decode(self.prenet(self.quantize(prompt)), caches, jnp.int32(0))
-        return QuantState(caches, h[:, -1], jnp.int32(prompt.shape[1]))
+        x = self.prenet(self.quantize(prompt))
+        h, caches = self.decoder.decode(x, caches, jnp.int32(0), first)
+        return QuantState(caches, h[:, -1], jnp.int32(prompt.shape[1]), first)
 
     def next_concept(
         self, state: QuantState, rng: jax.Array, options: SamplingOptions
     ) -> jax.Array:
         """Sample the concept after the context: [B, D]."""
-        keys = position_keys(rng, jnp.full((state.last.shape[0],), state.length))
+        keys = position_keys(rng, state.length - state.first)
         return self._sample(state.last, keys, options.temperature)
 
     def extend(self, state: QuantState, concept: jax.Array) -> QuantState:
         """Append ``concept`` [B, D] (quantized first) to the context."""
         x = self.prenet(self.quantize(concept[:, None]))
-        h, caches = self.decoder.decode(x, state.caches, state.length)
-        return QuantState(caches, h[:, 0], state.length + 1)
+        h, caches = self.decoder.decode(x, state.caches, state.length, state.first)
+        return QuantState(caches, h[:, 0], state.length + 1, state.first)

@@ -26,6 +26,7 @@ from lcm.models.common import (
     masked_mean,
     position_keys,
     regression_loss,
+    target_mask,
 )
 from lcm.models.config import TransformerConfig
 from lcm.models.diffusion.ddim import DDIMSampler
@@ -68,12 +69,14 @@ class TwoTowerState(NamedTuple):
     Attributes:
         caches: Contextualizer KV caches.
         context: [B, max_len, d_model] contextualizer outputs (slots ``>= length`` unused).
-        length: Number of concepts in the context (scalar int32).
+        length: Slots filled, padding included (scalar int32).
+        first: [B] int32, the first real slot of each left-padded row.
     """
 
     caches: list[KVCache]
     context: jax.Array
     length: jax.Array
+    first: jax.Array
 
 
 class TwoTowerLCM(nnx.Module):
@@ -123,7 +126,7 @@ class TwoTowerLCM(nnx.Module):
         visible = earlier_in_segment(seg, pos, seg, pos) & ~dropped[:, :, None]
         memories = self.denoiser.project_context(self.encode(batch, r_ctx))
         err = self.denoiser(x_t, t, memories, visible, r_den) - x0
-        loss, metrics = regression_loss(err, batch["mask"])
+        loss, metrics = regression_loss(err, target_mask(batch))
         return loss, {**metrics, "cfg_dropped": masked_mean(dropped, batch["mask"])}
 
     def _sampler(self, options: SamplingOptions) -> DDIMSampler:
@@ -142,13 +145,19 @@ class TwoTowerLCM(nnx.Module):
             self.concept_dim,
         )
 
-    def start(self, prompt: jax.Array, max_len: int) -> TwoTowerState:
-        """Encode ``prompt`` [B, P, D] with KV caches sized for ``max_len`` concepts."""
+    def start(
+        self, prompt: jax.Array, max_len: int, first: jax.Array | None = None
+    ) -> TwoTowerState:
+        """Encode ``prompt`` [B, P, D] with KV caches sized for ``max_len`` concepts.
+
+        ``first`` [B]: rows are left-padded, row ``b``'s prompt starts at slot ``first[b]``.
+        """
         b, p, _ = prompt.shape
+        first = jnp.zeros(b, jnp.int32) if first is None else first
         caches = self.contextualizer.init_cache(b, max_len)
-        h, caches = self.contextualizer.decode(self.prenet(prompt), caches, jnp.int32(0))
+        h, caches = self.contextualizer.decode(self.prenet(prompt), caches, jnp.int32(0), first)
         context = jnp.zeros((b, max_len, h.shape[-1]), h.dtype).at[:, :p].set(h)
-        return TwoTowerState(caches, context, jnp.int32(p))
+        return TwoTowerState(caches, context, jnp.int32(p), first)
 
     def next_concept(
         self, state: TwoTowerState, rng: jax.Array, options: SamplingOptions
@@ -156,19 +165,20 @@ class TwoTowerLCM(nnx.Module):
         """Sample the concept after the context: [B, D]."""
         b, max_len, _ = state.context.shape
         memories = self.denoiser.project_context(state.context)
-        visible = jnp.broadcast_to(jnp.arange(max_len) < state.length, (b, 1, max_len))
+        slots = jnp.arange(max_len)[None, :]
+        visible = ((slots < state.length) & (slots >= state.first[:, None]))[:, None, :]
         blind = jnp.zeros_like(visible)
         return self._sampler(options)(
             lambda x, t: self.denoiser(x[:, None], t, memories, visible)[:, 0],
             lambda x, t: self.denoiser(x[:, None], t, memories, blind)[:, 0],
-            position_keys(rng, jnp.full((b,), state.length)),
+            position_keys(rng, state.length - state.first),
             self.concept_dim,
         )
 
     def extend(self, state: TwoTowerState, concept: jax.Array) -> TwoTowerState:
         """Append ``concept`` [B, D] to the context."""
         h, caches = self.contextualizer.decode(
-            self.prenet(concept[:, None]), state.caches, state.length
+            self.prenet(concept[:, None]), state.caches, state.length, state.first
         )
         context = jax.lax.dynamic_update_slice(state.context, h, (0, state.length, 0))
-        return TwoTowerState(caches, context, state.length + 1)
+        return TwoTowerState(caches, context, state.length + 1, state.first)

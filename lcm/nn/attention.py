@@ -155,13 +155,23 @@ class SelfAttention(nnx.Module):
         """An empty KV cache for incremental decoding of up to ``max_len`` positions."""
         return KVCache.zeros(batch, max_len, self.num_heads, self.head_dim, self.dtype)
 
-    def decode(self, x: jax.Array, cache: KVCache, index: jax.Array) -> tuple[jax.Array, KVCache]:
+    def decode(
+        self,
+        x: jax.Array,
+        cache: KVCache,
+        index: jax.Array,
+        first: jax.Array | None = None,
+    ) -> tuple[jax.Array, KVCache]:
         """Causal attention for new positions ``index .. index+T-1`` against the cache.
 
         Args:
             x: New positions, [B, T, d_model] (T = 1 per step, or a prompt).
             cache: Keys/values of positions ``< index``.
             index: Position of the first new token (scalar int32).
+            first: [B] int32, the first real slot of each row: rows of different lengths
+                are left-padded, and no real position attends to a padding slot before it.
+                RoPE depends on relative positions only, so a left-padded row computes what
+                it would alone. None: every slot is real.
 
         Returns:
             The output [B, T, d_model] and the cache with the new keys/values written.
@@ -174,8 +184,15 @@ class SelfAttention(nnx.Module):
             jax.lax.dynamic_update_slice(cache.value, v.astype(cache.value.dtype), start),
         )
         # Cache slots past the newest position hold zeros or stale values: mask them out.
-        visible = jnp.arange(cache.key.shape[1])[None, :] <= positions[:, None]  # [T, S]
-        out = jax.nn.dot_product_attention(q, cache.key, cache.value, mask=visible[None, None])
+        slots = jnp.arange(cache.key.shape[1])
+        mask = (slots[None, :] <= positions[:, None])[None, None]  # [1, 1, T, S]
+        if first is not None:
+            # Padding queries keep their causal view, so that no query row is empty.
+            real = (slots[None, None, :] >= first[:, None, None]) | (
+                positions[None, :, None] < first[:, None, None]
+            )  # [B, T, S]
+            mask = mask & real[:, None]
+        out = jax.nn.dot_product_attention(q, cache.key, cache.value, mask=mask)
         return self._merge(out), cache
 
 

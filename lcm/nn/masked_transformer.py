@@ -72,9 +72,11 @@ class MaskedBlock(nnx.Module):
         x = x + dropout(h, self.dropout_rate, r_attn)
         return x + dropout(self.ffn(self.ffn_norm(x)), self.dropout_rate, r_ffn)
 
-    def decode(self, x: jax.Array, cache: KVCache, index: jax.Array) -> tuple[jax.Array, KVCache]:
+    def decode(
+        self, x: jax.Array, cache: KVCache, index: jax.Array, first: jax.Array | None = None
+    ) -> tuple[jax.Array, KVCache]:
         """Causal pass of positions ``index .. index+T-1`` against ``cache``."""
-        h, cache = self.attention.decode(self.attn_norm(x), cache, index)
+        h, cache = self.attention.decode(self.attn_norm(x), cache, index, first)
         x = x + h
         return x + self.ffn(self.ffn_norm(x)), cache
 
@@ -155,7 +157,11 @@ class MaskedTransformer(nnx.Module):
         return [block.attention.init_cache(batch, max_len) for block in self.blocks]
 
     def decode(
-        self, x: jax.Array, caches: list[KVCache], index: jax.Array
+        self,
+        x: jax.Array,
+        caches: list[KVCache],
+        index: jax.Array,
+        first: jax.Array | None = None,
     ) -> tuple[jax.Array, list[KVCache]]:
         """Causal pass of new positions ``index .. index+T-1`` against the caches.
 
@@ -163,12 +169,13 @@ class MaskedTransformer(nnx.Module):
             x: [B, T, d_model].
             caches: One cache per block, holding positions ``< index``.
             index: Position of ``x[:, 0]`` (scalar int32).
+            first: [B] first real slot of each left-padded row, or None (no padding).
 
         Returns:
             [B, T, d_model] and the caches with the new positions written.
         """
         new_caches = []
         for block, cache in zip(self.blocks, caches):
-            x, cache = block.decode(x, cache, index)
+            x, cache = block.decode(x, cache, index, first)
             new_caches.append(cache)
         return self.final_norm(x), new_caches

@@ -1,0 +1,225 @@
+"""``lcm summarize``, ``lcm expand``, ``lcm generate`` and ``lcm eval-task``.
+
+Text input rules: FILE is read as UTF-8 (``-`` = stdin); bytes that are not UTF-8 are an
+error naming the file and the byte offset, never silently replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _add_model_args(p: argparse.ArgumentParser, max_sentences: int) -> None:
+    p.add_argument(
+        "--model", default="default", help="'default' (shipped) or an LCM model directory"
+    )
+    p.add_argument(
+        "--codec", default=None, help="codec directory (default: the model's own, or shipped)"
+    )
+    p.add_argument("--max-sentences", type=int, default=max_sentences, metavar="N")
+    p.add_argument("--seed", type=int, default=0, help="randomness of sampled models")
+    p.add_argument("--steps", type=int, default=40, help="diffusion denoising steps")
+    p.add_argument("--guidance", type=float, default=3.0, help="guidance scale (diffusion)")
+    p.add_argument(
+        "--stop-threshold", type=float, default=0.9, help="cosine to end of text that stops"
+    )
+    p.add_argument(
+        "--repetition-threshold",
+        type=float,
+        default=None,
+        help="stop when a concept repeats the previous one this closely (cosine)",
+    )
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "seed": args.seed,
+        "steps": args.steps,
+        "guidance_scale": args.guidance,
+        "stop_threshold": args.stop_threshold,
+        "repetition_threshold": args.repetition_threshold,
+    }
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from lcm.pipeline import Pipeline
+
+    return Pipeline.load(args.model, codec=args.codec)
+
+
+def read_text(name: str) -> str:
+    """The UTF-8 text of file ``name`` (``-``: stdin).
+
+    Raises:
+        ValueError: The bytes are not UTF-8 (the message names the offset).
+        FileNotFoundError: No such file.
+    """
+    data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        where = "stdin" if name == "-" else name
+        raise ValueError(
+            f"{where} is not UTF-8 text (byte {e.start}: {data[e.start : e.start + 4]!r})"
+        ) from e
+
+
+def _run(prog: str, fn: Any) -> int:
+    try:
+        return fn()
+    except (FileNotFoundError, ValueError, TypeError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def summarize_main(argv: Sequence[str]) -> int:
+    """``lcm summarize FILE|-``: print a summary of the document."""
+    p = argparse.ArgumentParser(
+        prog="lcm summarize", description="Summarize a document (UTF-8 text) in concept space."
+    )
+    p.add_argument("file", metavar="FILE", help="text file, or - for stdin")
+    _add_model_args(p, max_sentences=4)
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        text = read_text(args.file)
+        pipe = _pipeline(args)
+        print(pipe.summarize(text, args.max_sentences, **_options(args)))
+        return EXIT_OK
+
+    return _run("lcm summarize", run)
+
+
+def expand_main(argv: Sequence[str]) -> int:
+    """``lcm expand "text"``: print a document expanding the summary."""
+    p = argparse.ArgumentParser(
+        prog="lcm expand", description="Expand a summary into a document in concept space."
+    )
+    p.add_argument("summary", help="the summary text, or - to read it from stdin")
+    _add_model_args(p, max_sentences=8)
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        text = read_text("-") if args.summary == "-" else args.summary
+        pipe = _pipeline(args)
+        print(pipe.expand(text, args.max_sentences, **_options(args)))
+        return EXIT_OK
+
+    return _run("lcm expand", run)
+
+
+def generate_main(argv: Sequence[str]) -> int:
+    """``lcm generate FILE|-``: continue a document, one new sentence per line."""
+    p = argparse.ArgumentParser(
+        prog="lcm generate",
+        description="Continue a document (UTF-8 text, segmented into sentences) in concept "
+        "space; prints the new sentences, one per line.",
+    )
+    p.add_argument("file", metavar="FILE", help="text file, or - for stdin")
+    _add_model_args(p, max_sentences=8)
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        from lcm.eval.tasks import sentences_of
+
+        prefix = sentences_of(read_text(args.file))
+        if not prefix:
+            raise ValueError(f"{args.file} holds no sentence to continue")
+        pipe = _pipeline(args)
+        for sentence in pipe.generate(prefix, args.max_sentences, **_options(args)):
+            print(sentence)
+        return EXIT_OK
+
+    return _run("lcm generate", run)
+
+
+def eval_task_main(argv: Sequence[str]) -> int:
+    """``lcm eval-task``: ROUGE, OVL-3, REP-4 and length of the model and the baselines."""
+    p = argparse.ArgumentParser(
+        prog="lcm eval-task",
+        description="Evaluate summarization or summary expansion on a pairs file (or any "
+        'JSONL of {"summary", "document"}): the model, lead-k baselines and the codec '
+        "round-trip ceiling, side by side.",
+    )
+    p.add_argument("--task", choices=("summarize", "expand"), required=True)
+    p.add_argument("--data", required=True, help="pairs JSONL (.gz ok)")
+    p.add_argument("--split", default="test", help="records of this split ('all': every one)")
+    p.add_argument("--limit", type=int, default=None, help="first N items only")
+    p.add_argument(
+        "--systems",
+        default="model,lead-1,lead-3,roundtrip",
+        help="comma-separated: model, lead-K, roundtrip (default: %(default)s)",
+    )
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the results here")
+    p.add_argument("--samples", type=int, default=3, help="print this many model outputs")
+    _add_model_args(p, max_sentences=None)  # type: ignore[arg-type]
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        from lcm.eval import tasks as T
+        from lcm.io import write_text_atomic
+
+        examples = T.read_examples(
+            args.data,
+            args.task,
+            split=None if args.split == "all" else args.split,
+            limit=args.limit,
+        )
+        max_sentences = args.max_sentences or (4 if args.task == "summarize" else 12)
+        names = [s for s in args.systems.split(",") if s]
+        pipe = None
+        if any(n in ("model", "roundtrip") for n in names):
+            pipe = _pipeline(args)
+        results: dict[str, dict[str, float]] = {}
+        outputs: dict[str, list[str]] = {}
+        for name in names:
+            if name == "model":
+                system = T.model_system(pipe, args.task, max_sentences, **_options(args))
+            elif name == "roundtrip":
+                system = T.roundtrip(pipe.codec)
+            elif name.startswith("lead-") and name[5:].isdigit():
+                system = T.lead(int(name[5:]))
+            else:
+                raise ValueError(f"unknown system {name!r} (model, lead-K, roundtrip)")
+            t0 = time.perf_counter()
+            outputs[name] = system(examples)
+            results[name] = {
+                **T.score(examples, outputs[name]),
+                "seconds": time.perf_counter() - t0,
+            }
+            print(
+                f"{name}: {len(examples)} items in {results[name]['seconds']:.1f}s", file=sys.stderr
+            )
+        print(f"{args.task} on {args.data} ({args.split}, {len(examples)} items)")
+        print(T.format_table(results))
+        if "model" in outputs:
+            for ex, out in list(zip(examples, outputs["model"]))[: args.samples]:
+                print(f"\n[{ex.id}] input: {ex.source[:300]}\n  reference: {ex.reference[:300]}")
+                print(f"  model: {out}")
+        if args.json:
+            record = {
+                "task": args.task,
+                "data": args.data,
+                "split": args.split,
+                "items": len(examples),
+                "model": args.model,
+                "max_sentences": max_sentences,
+                "options": _options(args),
+                "results": results,
+                "samples": {
+                    name: [{"id": ex.id, "output": o} for ex, o in zip(examples, outs)][:20]
+                    for name, outs in outputs.items()
+                },
+            }
+            write_text_atomic(Path(args.json), json.dumps(record, indent=1) + "\n")
+        return EXIT_OK
+
+    return _run("lcm eval-task", run)

@@ -1,0 +1,224 @@
+"""The high-level inference API: text in, text out, everything between in concept space.
+
+::
+
+    from lcm import Pipeline
+
+    pipe = Pipeline.load("default")  # the shipped codec + LCM; no network, no ../shared
+    pipe.summarize(document)  # -> str
+    pipe.expand("interactive viewer for large log files")  # -> str
+    pipe.generate(["First sentence.", "Second one."])  # -> list[str]
+
+Each call segments its text into sentences, encodes them with the codec into concepts,
+normalizes them, lets the LCM continue (after a task marker concept for summarize/expand,
+see :mod:`lcm.data.tasks`) until the end-of-text concept, and decodes the generated concepts
+back into sentences.
+
+Input rules: text must be ``str`` (bytes raise ``TypeError``: decode them first); an empty or
+whitespace-only text raises ``ValueError``; a text longer than the model's context is cut
+(with a ``UserWarning``): summarize and expand keep its first sentences, generate keeps the
+last ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lcm.data.segment import segment_document, split_paragraphs
+from lcm.generate import Continuation, GenerationConfig, generate_continuations
+from lcm.models.directory import LCMModel, load_lcm
+
+DEFAULT_DIR = Path(__file__).resolve().parent / "default"
+CODEC_SUBDIR = "codec"  # an LCM directory may carry the codec it was trained with
+MAX_SENTENCE_CHARS = 256  # the segmenter's cap (the codec's training sentences were cut so)
+
+
+def _sentences(text: Any, what: str) -> list[str]:
+    """The sentences of ``text`` (see the module docstring for the rules)."""
+    if isinstance(text, (bytes, bytearray)):
+        raise TypeError(f"{what} must be str, got bytes: decode it first (e.g. .decode('utf-8'))")
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be str, got {type(text).__name__}")
+    sentences = segment_document(split_paragraphs(text), MAX_SENTENCE_CHARS)
+    if not sentences:
+        raise ValueError(f"{what} is empty (no sentence in it)")
+    return sentences
+
+
+class Pipeline:
+    """A codec and an LCM working together.
+
+    Args:
+        codec: The sentence codec (``encoders.Codec``) whose space the LCM was trained in.
+        lcm: The opened LCM model directory.
+        generation: Default generation options (``max_sentences`` is set per call).
+    """
+
+    def __init__(self, codec: Any, lcm: LCMModel, generation: GenerationConfig | None = None):
+        if codec.dim != lcm.config.concept_dim:
+            raise ValueError(
+                f"codec vectors have D={codec.dim} but the LCM expects "
+                f"D={lcm.config.concept_dim}: they come from different concept spaces"
+            )
+        self.codec = codec
+        self.lcm = lcm
+        self.generation = generation or GenerationConfig()
+        self._eot = lcm.normalizer.normalize(lcm.eot)
+        self._markers: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | os.PathLike[str] = "default",
+        *,
+        codec: str | os.PathLike[str] | None = None,
+        generation: GenerationConfig | None = None,
+    ) -> Pipeline:
+        """Open the shipped pipeline (``"default"``) or an LCM model directory.
+
+        Args:
+            name_or_path: "default" or an LCM model directory (``lcm export`` output).
+            codec: The codec to use: a codec directory or "default". Default: the
+                directory's own ``codec/`` subdirectory if it has one, else the shipped codec.
+            generation: Default generation options.
+
+        Raises:
+            FileNotFoundError: The model (or codec) is missing.
+        """
+        import encoders
+
+        if str(name_or_path) == "default":
+            if not (DEFAULT_DIR / "config.yaml").is_file():
+                raise FileNotFoundError(
+                    f"the default LCM is not shipped in this installation ({DEFAULT_DIR}); "
+                    "pass an LCM model directory (`lcm export RUN_DIR OUT_DIR`)"
+                )
+            path = DEFAULT_DIR
+        else:
+            path = Path(name_or_path).expanduser()
+        lcm = load_lcm(path)
+        if codec is None:
+            codec = path / CODEC_SUBDIR if (path / CODEC_SUBDIR).is_dir() else "default"
+        return cls(encoders.load(codec), lcm, generation)
+
+    # -- public API -------------------------------------------------------------------------
+
+    def summarize(self, document: str, max_sentences: int = 4, **options: Any) -> str:
+        """A summary of ``document``: its sentences, the summary marker, then generation.
+
+        Args:
+            document: The text (paragraphs separated by blank lines are fine).
+            max_sentences: Longest summary in sentences.
+            **options: :class:`GenerationConfig` fields for this call (e.g. ``seed``).
+        """
+        return self.summarize_many([document], max_sentences, **options)[0]
+
+    def expand(self, summary: str, max_sentences: int = 12, **options: Any) -> str:
+        """A document expanding ``summary`` (one or a few sentences)."""
+        return self.expand_many([summary], max_sentences, **options)[0]
+
+    def generate(self, prefix: Sequence[str], max_sentences: int = 8, **options: Any) -> list[str]:
+        """Continue a document given as its sentences; returns the new sentences only.
+
+        Raises:
+            TypeError: ``prefix`` is a single str (pass a list of sentences).
+            ValueError: ``prefix`` is empty or holds an empty sentence.
+        """
+        if isinstance(prefix, (str, bytes)):
+            raise TypeError("generate() takes a list of sentences, not a single string")
+        sentences = [s.strip() if isinstance(s, str) else s for s in prefix]
+        if not sentences:
+            raise ValueError("generate() needs at least one sentence to continue")
+        config = self._config(max_sentences, options)
+        room = self.lcm.config.max_seq_len - max_sentences - 1
+        if len(sentences) > room:
+            warnings.warn(
+                f"the prefix has {len(sentences)} sentences, the model's context holds {room} "
+                f"more with {max_sentences} to generate: keeping the last {room}",
+                stacklevel=2,
+            )
+            sentences = sentences[-room:]
+        prompt = self._normalized(self.codec.encode(sentences))
+        return self._decode(generate_continuations(self.lcm.model, [prompt], config, self._eot))[0]
+
+    def summarize_many(
+        self, documents: Sequence[str], max_sentences: int = 4, **options: Any
+    ) -> list[str]:
+        """:meth:`summarize` for several documents, generated together in batches."""
+        return self._task("summarize", documents, max_sentences, options)
+
+    def expand_many(
+        self, summaries: Sequence[str], max_sentences: int = 12, **options: Any
+    ) -> list[str]:
+        """:meth:`expand` for several summaries, generated together in batches."""
+        return self._task("expand", summaries, max_sentences, options)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _config(self, max_sentences: int, options: dict[str, Any]) -> GenerationConfig:
+        return dataclasses.replace(self.generation, max_sentences=max_sentences, **options)
+
+    def _normalized(self, vectors: np.ndarray) -> np.ndarray:
+        return np.asarray(self.lcm.normalizer.normalize(vectors), np.float32)
+
+    def _marker(self, task: str) -> np.ndarray:
+        if task not in self.lcm.config.markers:
+            raise ValueError(
+                f"{self.lcm.path} was not trained for {task!r} (its tasks: "
+                f"{sorted(self.lcm.config.markers) or 'none'})"
+            )
+        if task not in self._markers:
+            vector = self.codec.encode([self.lcm.config.markers[task]])
+            self._markers[task] = self._normalized(vector)[0]
+        return self._markers[task]
+
+    def _task(
+        self, task: str, texts: Sequence[str], max_sentences: int, options: dict[str, Any]
+    ) -> list[str]:
+        if isinstance(texts, (str, bytes)):
+            raise TypeError(f"{task}_many() takes a list of texts, not a single string")
+        config = self._config(max_sentences, options)
+        marker = self._marker(task)
+        room = self.lcm.config.max_seq_len - max_sentences - 2  # marker and end of text
+        if room < 1:
+            raise ValueError(
+                f"max_sentences={max_sentences} leaves no room for input in the model's "
+                f"context of {self.lcm.config.max_seq_len} concepts"
+            )
+        inputs = []
+        for i, text in enumerate(texts):
+            sentences = _sentences(text, f"{task} input {i}" if len(texts) > 1 else "the input")
+            if len(sentences) > room:
+                warnings.warn(
+                    f"{task} input {i} has {len(sentences)} sentences; the model's context "
+                    f"holds {room} with {max_sentences} to generate: keeping the first {room}",
+                    stacklevel=3,
+                )
+                sentences = sentences[:room]
+            inputs.append(sentences)
+        # One codec call for every sentence of every input.
+        flat = self._normalized(self.codec.encode([s for sents in inputs for s in sents]))
+        prompts, start = [], 0
+        for sents in inputs:
+            prompts.append(np.concatenate([flat[start : start + len(sents)], marker[None]]))
+            start += len(sents)
+        continuations = generate_continuations(self.lcm.model, prompts, config, self._eot)
+        return [" ".join(sents) for sents in self._decode(continuations)]
+
+    def _decode(self, continuations: list[Continuation]) -> list[list[str]]:
+        """The sentences of each continuation (one codec call for all of them)."""
+        vectors = [self.lcm.normalizer.denormalize(c.concepts) for c in continuations]
+        flat = [v for vs in vectors for v in vs]
+        texts = self.codec.decode(np.stack(flat)) if flat else []
+        out, start = [], 0
+        for vs in vectors:
+            out.append(list(texts[start : start + len(vs)]))
+            start += len(vs)
+        return out
