@@ -163,19 +163,38 @@ def format_report(report: CodecReport) -> str:
     return "\n".join(rows)
 
 
-def load_codec(model: str) -> Codec:
-    """A codec from a model directory / "default", or from a training run's newest checkpoint."""
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a training run directory (not a model directory)."""
+    return (path / "checkpoints").is_dir() and (path / "config.yaml").is_file()
+
+
+def load_codec(model: str) -> tuple[Codec, int | None]:
+    """A codec from a model directory / "default", or from a training run's newest checkpoint.
+
+    Returns:
+        The codec and the training step of the checkpoint (None for a model directory).
+    """
     import encoders
 
     path = Path(model).expanduser()
-    if (path / "checkpoints").is_dir() and (path / "config.yaml").is_file():
+    if is_run_dir(path):
         from encoders.tokenizer import Tokenizer
         from trainers.state import load_trained_model
 
-        cfg, trained, _ = load_trained_model(path)
+        cfg, trained, step = load_trained_model(path)
         tokenizer_file = Path(cfg.data.data_dir).expanduser() / "tokenizer.model"
-        return Codec(trained, Tokenizer(tokenizer_file.read_bytes()))
-    return encoders.load(model)
+        return Codec(trained, Tokenizer(tokenizer_file.read_bytes())), step
+    return encoders.load(model), None
+
+
+def eval_record(report: CodecReport, step: int, split: str) -> dict[str, float | int | str]:
+    """One ``eval.jsonl`` line of a run: overall BLEU and exact match per condition."""
+    record: dict[str, float | int | str] = {"step": step, "split": split}
+    for condition, scores in report.overall.items():
+        suffix = "" if condition == "clean" else "_" + condition.replace("=", "")
+        record[f"eval_bleu{suffix}"] = scores.bleu
+        record[f"eval_exact{suffix}"] = scores.exact_match
+    return record
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the report as JSON here")
     args = parser.parse_args(argv)
     try:
-        codec = load_codec(args.model)
+        codec, step = load_codec(args.model)
         sentences, sources = load_heldout(args.data, args.split, args.max_words, args.per_source)
     except (FileNotFoundError, ValueError) as e:
         print(f"lcm eval-codec: {e}", file=sys.stderr)
@@ -206,4 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_report(report))
     if args.json:
         write_text_atomic(args.json, json.dumps(report.as_dict(), indent=1))
+    if step is not None:
+        # A run's evaluations accumulate beside its metrics: `lcm plot` draws them.
+        with open(Path(args.model).expanduser() / "eval.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(eval_record(report, step, args.split)) + "\n")
     return 0

@@ -67,7 +67,7 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
         "trainers.launch:main",
         None,
     ),
-    "plot": ("draw loss and evaluation curves of a run", None, 9),
+    "plot": ("draw loss and evaluation curves of a run", "lcm.plot:main", None),
     "convert-sonar": ("convert a fairseq2 SONAR checkpoint", None, 8),
     "bench": ("benchmarks: train, generate, codec, peak", None, 7),
 }

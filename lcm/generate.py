@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import jax
@@ -162,29 +162,66 @@ def generate_continuations(
     config = config or GenerationConfig()
     dim = int(model.concept_dim)
     prompts = check_prompts(prompts, dim)
-    stop_unit = None
-    if stop is not None:
-        stop = np.asarray(stop, np.float32).reshape(-1)
-        if stop.shape != (dim,) or not np.all(np.isfinite(stop)):
-            raise ValueError(f"stop concept must be a finite [{dim}] vector, got {stop.shape}")
-        stop_unit = _unit(stop)
+    stop_unit = _stop_unit(stop, dim)
     graphdef, weights = nnx.split(model)
-    options = config.sampling_options()
     out: list[Continuation] = []
     for lo in range(0, len(prompts), config.batch_size):
         chunk = prompts[lo : lo + config.batch_size]
-        out.extend(_generate_batch(graphdef, weights, chunk, config, options, stop_unit))
+        out.extend(_generate_batch(graphdef, weights, chunk, config, stop_unit))
     return out
 
 
-def _generate_batch(
+def stream_continuation(
+    model: nnx.Module,
+    prompt: np.ndarray,
+    config: GenerationConfig | None = None,
+    stop: np.ndarray | None = None,
+) -> Iterator[np.ndarray]:
+    """Continue one prompt, yielding each normalized concept [D] as soon as it exists.
+
+    Same stop criteria and results as :func:`generate_continuations` for this prompt.
+    """
+    config = config or GenerationConfig()
+    (prompt,) = check_prompts([prompt], int(model.concept_dim))
+    stop_unit = _stop_unit(stop, int(model.concept_dim))
+    graphdef, weights = nnx.split(model)
+    previous = _unit(prompt[-1:])
+    for now in _concept_steps(graphdef, weights, [prompt], config):
+        unit = _unit(now)
+        if _stop_reason(unit[0], previous[0], stop_unit, config) is not None:
+            return
+        yield now[0]
+        previous = unit
+
+
+def _stop_unit(stop: np.ndarray | None, dim: int) -> np.ndarray | None:
+    if stop is None:
+        return None
+    stop = np.asarray(stop, np.float32).reshape(-1)
+    if stop.shape != (dim,) or not np.all(np.isfinite(stop)):
+        raise ValueError(f"stop concept must be a finite [{dim}] vector, got {stop.shape}")
+    return _unit(stop)
+
+
+def _stop_reason(
+    unit: np.ndarray, previous: np.ndarray, stop_unit: np.ndarray | None, config: GenerationConfig
+) -> StopReason | None:
+    """Why the concept with direction ``unit`` [D] ends its document, if it does."""
+    if stop_unit is not None and float(unit @ stop_unit) >= config.stop_threshold:
+        return "eot"
+    threshold = config.repetition_threshold
+    if threshold is not None and float(unit @ previous) >= threshold:
+        return "repetition"
+    return None
+
+
+def _concept_steps(
     graphdef: nnx.GraphDef,
     weights: nnx.State,
     prompts: list[np.ndarray],
     config: GenerationConfig,
-    options: SamplingOptions,
-    stop_unit: np.ndarray | None,
-) -> list[Continuation]:
+) -> Iterator[np.ndarray]:
+    """Yield the next concept of every prompt, ``[len(prompts), D]``, up to max_sentences."""
     n, dim = len(prompts), prompts[0].shape[1]
     rows = 1 << (n - 1).bit_length()  # a power of two: few batch shapes to compile
     width = _round_up(max(len(p) for p in prompts), LENGTH_BUCKET)
@@ -195,28 +232,32 @@ def _generate_batch(
         p = prompts[r] if r < n else prompts[0]  # filler rows repeat a real prompt
         padded[r, width - len(p) :] = p
         first[r] = width - len(p)
-    start, step = compiled_steps(graphdef, options, max_len)
+    start, step = compiled_steps(graphdef, config.sampling_options(), max_len)
     state = start(weights, jnp.asarray(padded), jnp.asarray(first))
     keys = jnp.stack([jax.random.key(config.seed)] * rows)  # same stream for every document
+    for _ in range(config.max_sentences):
+        concept, state = step(weights, state, keys)
+        yield np.asarray(concept)[:n]  # the one host transfer per generated sentence
+
+
+def _generate_batch(
+    graphdef: nnx.GraphDef,
+    weights: nnx.State,
+    prompts: list[np.ndarray],
+    config: GenerationConfig,
+    stop_unit: np.ndarray | None,
+) -> list[Continuation]:
+    n, dim = len(prompts), prompts[0].shape[1]
     generated: list[list[np.ndarray]] = [[] for _ in range(n)]
     reasons: list[StopReason | None] = [None] * n
     previous = _unit(np.stack([p[-1] for p in prompts]))
-    for _ in range(config.max_sentences):
-        concept, state = step(weights, state, keys)
-        now = np.asarray(concept)[:n]  # the one host transfer per generated sentence
+    for now in _concept_steps(graphdef, weights, prompts, config):
         unit = _unit(now)
         for r in range(n):
-            if reasons[r] is not None:
-                continue
-            if stop_unit is not None and float(unit[r] @ stop_unit) >= config.stop_threshold:
-                reasons[r] = "eot"
-            elif (
-                config.repetition_threshold is not None
-                and float(unit[r] @ previous[r]) >= config.repetition_threshold
-            ):
-                reasons[r] = "repetition"
-            else:
-                generated[r].append(now[r])
+            if reasons[r] is None:
+                reasons[r] = _stop_reason(unit[r], previous[r], stop_unit, config)
+                if reasons[r] is None:
+                    generated[r].append(now[r])
         previous = unit
         if all(reason is not None for reason in reasons):
             break

@@ -25,14 +25,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lcm.data.segment import segment_document, split_paragraphs
-from lcm.generate import Continuation, GenerationConfig, generate_continuations
+from lcm.generate import (
+    Continuation,
+    GenerationConfig,
+    generate_continuations,
+    stream_continuation,
+)
 from lcm.models.directory import LCMModel, load_lcm
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
@@ -148,6 +153,20 @@ class Pipeline:
         prompt = self._normalized(self.codec.encode(sentences))
         return self._decode(generate_continuations(self.lcm.model, [prompt], config, self._eot))[0]
 
+    def stream(
+        self, task: str, text: str, max_sentences: int = 12, **options: Any
+    ) -> Iterator[str]:
+        """Run ``task`` ("summarize" or "expand") on ``text``, one sentence at a time.
+
+        Each sentence is yielded as soon as it is generated and decoded; together they are
+        what :meth:`summarize` / :meth:`expand` return.
+        """
+        config = self._config(max_sentences, options)
+        (prompt,) = self._task_prompts(task, [text], max_sentences)
+        for concept in stream_continuation(self.lcm.model, prompt, config, self._eot):
+            vector = self.lcm.normalizer.denormalize(concept[None])
+            yield self.codec.decode(np.asarray(vector, np.float32))[0]
+
     def summarize_many(
         self, documents: Sequence[str], max_sentences: int = 4, **options: Any
     ) -> list[str]:
@@ -179,12 +198,12 @@ class Pipeline:
             self._markers[task] = self._normalized(vector)[0]
         return self._markers[task]
 
-    def _task(
-        self, task: str, texts: Sequence[str], max_sentences: int, options: dict[str, Any]
-    ) -> list[str]:
+    def _task_prompts(
+        self, task: str, texts: Sequence[str], max_sentences: int
+    ) -> list[np.ndarray]:
+        """Normalized prompts: each text's sentences (cut to the context), then the marker."""
         if isinstance(texts, (str, bytes)):
             raise TypeError(f"{task}_many() takes a list of texts, not a single string")
-        config = self._config(max_sentences, options)
         marker = self._marker(task)
         room = self.lcm.config.max_seq_len - max_sentences - 2  # marker and end of text
         if room < 1:
@@ -199,7 +218,7 @@ class Pipeline:
                 warnings.warn(
                     f"{task} input {i} has {len(sentences)} sentences; the model's context "
                     f"holds {room} with {max_sentences} to generate: keeping the first {room}",
-                    stacklevel=3,
+                    stacklevel=4,
                 )
                 sentences = sentences[:room]
             inputs.append(sentences)
@@ -209,6 +228,13 @@ class Pipeline:
         for sents in inputs:
             prompts.append(np.concatenate([flat[start : start + len(sents)], marker[None]]))
             start += len(sents)
+        return prompts
+
+    def _task(
+        self, task: str, texts: Sequence[str], max_sentences: int, options: dict[str, Any]
+    ) -> list[str]:
+        config = self._config(max_sentences, options)
+        prompts = self._task_prompts(task, texts, max_sentences)
         continuations = generate_continuations(self.lcm.model, prompts, config, self._eot)
         return [" ".join(sents) for sents in self._decode(continuations)]
 

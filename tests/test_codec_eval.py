@@ -54,3 +54,20 @@ def test_cli_on_a_prepared_split(tmp_path, capsys) -> None:
     assert "ALL" in capsys.readouterr().out
     assert set(json.loads(out.read_text())["per_source"]) == {"lit", "tech"}
     assert main([str(model_dir), "--data", str(tmp_path / "missing")]) == 2
+
+
+def test_eval_record_of_a_run() -> None:
+    from encoders.evaluate import eval_record
+
+    codec = overfitted_codec()
+    report = evaluate_codec(codec, MEMORIZED, ["a"] * len(MEMORIZED), noise_levels=(0.1,))
+    record = eval_record(report, 1200, "test")
+    assert record["step"] == 1200 and record["eval_bleu"] == pytest.approx(100.0)
+    assert set(record) == {
+        "step",
+        "split",
+        "eval_bleu",
+        "eval_exact",
+        "eval_bleu_noise0.1",
+        "eval_exact_noise0.1",
+    }
