@@ -87,3 +87,15 @@ def test_bad_prompts_are_named(codebooks) -> None:
         generate_continuations(model, [np.ones((2, D))], CONFIG, stop=np.ones(3))
     with pytest.raises(ValueError, match="max_sentences"):
         GenerationConfig(max_sentences=0)
+
+
+def test_streaming_yields_the_batch_result_one_concept_at_a_time(codebooks) -> None:
+    from lcm.generate import stream_continuation
+
+    model = random_model(lambda: make("two_tower", codebooks), codebooks)
+    doc = prompts([3])[0]
+    (whole,) = generate_continuations(model, [doc], CONFIG)
+    streamed = list(stream_continuation(model, doc, CONFIG))
+    np.testing.assert_allclose(np.stack(streamed), whole.concepts, rtol=1e-5, atol=1e-5)
+    stop = whole.concepts[1]
+    assert len(list(stream_continuation(model, doc, CONFIG, stop=stop))) == 1

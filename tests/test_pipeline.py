@@ -69,6 +69,8 @@ def test_summarize_expand_generate_give_text(pipe: Pipeline) -> None:
     assert isinstance(summary, str) and summary.strip()
     expansion = pipe.expand("A package of tools for the command line.", max_sentences=3)
     assert isinstance(expansion, str) and expansion.strip()
+    streamed = list(pipe.stream("expand", "A package of tools for the command line.", 3))
+    assert " ".join(streamed) == expansion
     new = pipe.generate(MEMORIZED[:2], max_sentences=3)
     assert len(new) == 3 and all(isinstance(s, str) for s in new)
     # Batched and one at a time agree (Base-LCM is deterministic; decoding is greedy).
