@@ -1,0 +1,45 @@
+"""tools/model_card.py: a card from a run's log and evaluation reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "tools"))
+from model_card import run_summary, write_card  # noqa: E402
+
+
+def test_card_reports_steps_tokens_compute_and_metrics(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: base_lcm\nbatch_size: 4\nmodel: {d_model: 8}\n")
+    records = [{"step": s, "loss": 1.0 / s, "tokens": 100, "steps_per_s": 2.0} for s in (10, 20)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = run_summary(run)
+    assert summary["steps"] == 20 and summary["tokens"] == 200
+    assert summary["hours"] == pytest.approx(10 / 3600)
+    report = {
+        "task": "summarize",
+        "data": "pairs",
+        "split": "test",
+        "items": 3,
+        "results": {
+            "lead-1": {
+                "rouge1": 0.5,
+                "rouge2": 0.2,
+                "rougeL": 0.4,
+                "ovl3": 1.0,
+                "rep4": 0.0,
+                "words": 9.0,
+                "sentences": 1.0,
+            }
+        },
+    }
+    (tmp_path / "eval.json").write_text(json.dumps(report))
+    card = write_card(run, tmp_path, "Test model", "lcm train x.yaml", [tmp_path / "eval.json"])
+    text = card.read_text()
+    assert "`lcm train x.yaml`" in text and "20 steps" in text and "200 tokens" in text
+    assert "| lead-1 | 50.0 | 20.0 | 40.0 | 100.0 | 0.0 | 9.0 | 1.00 |" in text
