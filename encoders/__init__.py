@@ -6,6 +6,9 @@ a model directory::
     codec = encoders.load("default")
     vecs = codec.encode(["A sentence.", "Another one."])  # float32 [N, D]
     texts = codec.decode(vecs, beam_size=1)
+
+A directory written by ``lcm convert-sonar`` opens as an :class:`encoders.sonar.SonarCodec`:
+SONAR's own encoder and decoder (1024-dim vectors, 202 languages), same interface.
 """
 
 from encoders.codec import Codec, load

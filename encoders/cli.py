@@ -77,12 +77,13 @@ def encode_main(argv: Sequence[str]) -> int:
     parser.add_argument("-o", "--output", required=True, help=".npy or .parquet output")
     parser.add_argument("--model", default="default", help="'default' or a model directory")
     parser.add_argument("--column", default="embedding", help="Parquet vector column name")
+    parser.add_argument("--lang", help="language of the text, SONAR models only (eng_Latn, ...)")
     args = parser.parse_args(argv)
     try:
         if not args.output.endswith((".npy", ".parquet")):
             raise ValueError(f"output {args.output}: use a .npy or .parquet file name")
         lines = _read_lines(args.input)
-        vectors = load(args.model).encode(lines)
+        vectors = load(args.model, source_lang=args.lang).encode(lines)
         _write_vectors(args.output, vectors, lines, args.column)
     except (FileNotFoundError, ValueError) as e:
         print(f"lcm encode: {e}", file=sys.stderr)
@@ -102,10 +103,12 @@ def decode_main(argv: Sequence[str]) -> int:
     parser.add_argument("--column", default="embedding", help="Parquet vector column name")
     parser.add_argument("--beam-size", type=int, default=1, help="1 = greedy")
     parser.add_argument("--max-len", type=int, default=None, help="most tokens per sentence")
+    parser.add_argument("--lang", help="language to write, SONAR models only (eng_Latn, ...)")
     args = parser.parse_args(argv)
     try:
         vectors = _read_vectors(args.input, args.column)
-        texts = load(args.model).decode(vectors, beam_size=args.beam_size, max_len=args.max_len)
+        codec = load(args.model, target_lang=args.lang)
+        texts = codec.decode(vectors, beam_size=args.beam_size, max_len=args.max_len)
     except (FileNotFoundError, ValueError) as e:
         print(f"lcm decode: {e}", file=sys.stderr)
         return 2

@@ -21,7 +21,6 @@ Model directory format (what ``load`` opens and ``Codec.save`` writes): ``config
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import os
 from collections.abc import Sequence
@@ -29,16 +28,16 @@ from pathlib import Path
 from typing import Literal
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from encoders.config import CodecModelConfig
 from encoders.generate import beam_search, greedy_search
 from encoders.model import CodecModel
-from encoders.tokenizer import EOS_ID, Tokenizer
+from encoders.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml
 from lcm.io import write_bytes_atomic
+from lcm.nn.weights import build_with_weights, load_weights, save_weights
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +61,29 @@ def _ladder(sizes: Sequence[int], top: int) -> tuple[int, ...]:
 def _fit(ladder: tuple[int, ...], n: int) -> int:
     """Smallest entry of ``ladder`` that holds ``n``."""
     return next(s for s in ladder if s >= n)
+
+
+def check_sentences(sentences: Sequence[str]) -> list[str]:
+    """The input rules of ``encode``: a sequence of non-blank strings, as a list.
+
+    Raises:
+        TypeError: If ``sentences`` is a single ``str`` or holds a non-string.
+        ValueError: If a sentence is empty or whitespace only (naming its index).
+    """
+    if isinstance(sentences, str):
+        raise TypeError("encode() takes a sequence of sentences, not a single str")
+    sentences = list(sentences)
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise TypeError(f"encode(): item {i} is a {type(s).__name__}, not a str")
+    empty = [i for i, s in enumerate(sentences) if not s.strip()]
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        raise ValueError(
+            f"encode(): {len(empty)} empty or whitespace-only sentence(s) at index {shown}; "
+            "remove them (there is no vector for 'no sentence')"
+        )
+    return sentences
 
 
 def _encode_impl(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array) -> jax.Array:
@@ -130,28 +152,29 @@ class Codec:
             TypeError: If ``sentences`` is a single ``str`` or holds a non-string.
             ValueError: If a sentence is empty or whitespace only.
         """
-        if isinstance(sentences, str):
-            raise TypeError("encode() takes a sequence of sentences, not a single str")
-        sentences = list(sentences)
-        for i, s in enumerate(sentences):
-            if not isinstance(s, str):
-                raise TypeError(f"encode(): item {i} is a {type(s).__name__}, not a str")
-        empty = [i for i, s in enumerate(sentences) if not s.strip()]
-        if empty:
-            shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
-            raise ValueError(
-                f"encode(): {len(empty)} empty or whitespace-only sentence(s) at index {shown}; "
-                "remove them (there is no vector for 'no sentence')"
-            )
-        out = np.zeros((len(sentences), self.dim), np.float32)
+        sentences = check_sentences(sentences)
         if not sentences:
-            return out
+            return np.zeros((0, self.dim), np.float32)
         cap = self.config.max_len - 1
         ids = self.tokenizer.encode(sentences)
         n_long = sum(len(x) > cap for x in ids)
         if n_long:
             logger.warning("encode(): truncated %d sentence(s) to %d tokens", n_long, cap)
-        lengths = np.array([min(len(x), cap) + 1 for x in ids])  # + EOS
+        return self._encode_rows([x[:cap] + [EOS_ID] for x in ids])
+
+    def _encode_rows(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
+        """Run the jitted encoder on token rows (special tokens included), batched by length.
+
+        Args:
+            rows: N token id sequences, each non-empty and at most the longest bucket long.
+
+        Returns:
+            [N, D] float32, row i for ``rows[i]``.
+        """
+        out = np.zeros((len(rows), self.dim), np.float32)
+        if not rows:
+            return out
+        lengths = np.array([len(r) for r in rows])
         order = np.argsort(lengths, kind="stable")
         rows_ladder = _ladder(BATCH_SIZES, self.batch_size)
         pending = []
@@ -159,11 +182,9 @@ class Codec:
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             shape = (_fit(rows_ladder, len(idx)), _fit(self._lengths, lengths[idx[-1]]))
-            tokens = np.zeros(shape, np.int32)
+            tokens = np.full(shape, PAD_ID, np.int32)
             for row, i in enumerate(idx):
-                seq = ids[i][:cap]
-                tokens[row, : len(seq)] = seq
-                tokens[row, len(seq)] = EOS_ID
+                tokens[row, : len(rows[i])] = rows[i]
             pending.append((idx, self._encode(self._state, tokens)))
         for idx, vectors in pending:
             out[idx] = np.asarray(vectors)[: len(idx)]
@@ -189,27 +210,67 @@ class Codec:
         Raises:
             ValueError: For a wrong shape or dtype, non-finite values, or bad options.
         """
+        vecs, max_len = self._check_decode_args(vectors, beam_size, max_len)
+        seqs = self._generate_rows(vecs, max_len=max_len, beam_size=beam_size)
+        return self.tokenizer.decode(seqs)
+
+    @property
+    def max_decode_len(self) -> int:
+        """The most tokens :meth:`decode` generates per sentence, EOS included."""
+        return self.config.max_len
+
+    def _check_decode_args(
+        self,
+        vectors: np.ndarray | Sequence[Sequence[float]],
+        beam_size: int,
+        max_len: int | None,
+    ) -> tuple[np.ndarray, int]:
+        """Validated ``[N, D]`` float32 vectors and the generation length cap."""
         vecs = self._check_vectors(vectors)
-        max_len = self.config.max_len if max_len is None else max_len
+        top = self.max_decode_len
+        max_len = top if max_len is None else max_len
         if not isinstance(beam_size, int) or beam_size < 1:
             raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
-        if not isinstance(max_len, int) or not 1 <= max_len <= self.config.max_len:
-            raise ValueError(
-                f"max_len must be an int in [1, {self.config.max_len}], got {max_len!r}"
-            )
-        rows_ladder = _ladder(BATCH_SIZES, self.batch_size)
+        if not isinstance(max_len, int) or not 1 <= max_len <= top:
+            raise ValueError(f"max_len must be an int in [1, {top}], got {max_len!r}")
+        return vecs, max_len
+
+    def _generate_rows(
+        self,
+        vecs: np.ndarray,
+        *extra: object,
+        max_len: int,
+        beam_size: int,
+        batch_size: int | None = None,
+    ) -> list[list[int]]:
+        """Generate token ids for ``vecs`` [N, D] in padded chunks, cut before EOS.
+
+        Args:
+            vecs: [N, D] float32.
+            *extra: More arguments of the jitted generator (after the vectors).
+            max_len: Most tokens per sentence, EOS included.
+            beam_size: 1 for greedy decoding.
+            batch_size: Most sentences per call (default ``self.batch_size``).
+
+        Returns:
+            N id lists, without EOS.
+        """
+        batch_size = batch_size or self.batch_size
+        rows_ladder = _ladder(BATCH_SIZES, batch_size)
         pending = []
-        for start in range(0, len(vecs), self.batch_size):
-            chunk = vecs[start : start + self.batch_size]
+        for start in range(0, len(vecs), batch_size):
+            chunk = vecs[start : start + batch_size]
             padded = np.zeros((_fit(rows_ladder, len(chunk)), self.dim), np.float32)
             padded[: len(chunk)] = chunk
-            tokens = self._generate(self._state, padded, max_len=max_len, beam_size=beam_size)
+            tokens = self._generate(
+                self._state, padded, *extra, max_len=max_len, beam_size=beam_size
+            )
             pending.append((len(chunk), tokens))
         seqs: list[list[int]] = []
         for n, tokens in pending:
             for row in np.asarray(tokens)[:n].tolist():
                 seqs.append(row[: row.index(EOS_ID)] if EOS_ID in row else row)
-        return self.tokenizer.decode(seqs)
+        return seqs
 
     def _check_vectors(self, vectors: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
         try:
@@ -250,19 +311,13 @@ class Codec:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         save_yaml(self.config, path / CONFIG_FILE)
-        params = nnx.to_flat_state(nnx.state(self.model, nnx.Param))
-        arrays = {
-            "/".join(map(str, p)): np.asarray(v.get_value()).astype(weights_dtype)
-            for p, v in params
-        }
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        write_bytes_atomic(path / WEIGHTS_FILE, buffer.getvalue())
+        n_params = save_weights(self.model, path / WEIGHTS_FILE, weights_dtype)
         self.tokenizer.save(path / TOKENIZER_FILE)
-        n_params = sum(a.size for a in arrays.values())
-        write_bytes_atomic(
-            path / CARD_FILE, (card or _minimal_card(self.config, n_params)).encode()
-        )
+        write_bytes_atomic(path / CARD_FILE, (card or self._default_card(n_params)).encode())
+
+    def _default_card(self, n_params: int) -> str:
+        """The model card :meth:`save` writes when it is given none."""
+        return _minimal_card(self.config, n_params)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, batch_size: int = 128) -> Codec:
@@ -282,13 +337,17 @@ class Codec:
                     f"{path}: missing {name} (a codec model directory holds {CONFIG_FILE}, "
                     f"{WEIGHTS_FILE}, {TOKENIZER_FILE} and {CARD_FILE})"
                 )
+        raw = read_yaml(path / CONFIG_FILE)
+        if cls is Codec and raw.get("family") == "sonar":
+            from encoders.sonar import SonarCodec  # a converted SONAR model (lcm convert-sonar)
+
+            return SonarCodec.load(path, batch_size=batch_size)
         try:
-            cfg = from_dict(CodecModelConfig, read_yaml(path / CONFIG_FILE))
+            cfg = from_dict(CodecModelConfig, raw)
         except ConfigError as e:
             raise ConfigError(f"{path / CONFIG_FILE}: {e}") from e
         tokenizer = Tokenizer.load(path / TOKENIZER_FILE)
-        with np.load(path / WEIGHTS_FILE, allow_pickle=False) as npz:
-            weights = {k: npz[k] for k in npz.files}
+        weights = load_weights(path / WEIGHTS_FILE)
         model = build_from_weights(cfg, weights, source=str(path / WEIGHTS_FILE))
         return cls(model, tokenizer, batch_size=batch_size)
 
@@ -301,26 +360,7 @@ def build_from_weights(
     Raises:
         ValueError: Naming the first missing, unexpected or wrongly shaped parameter.
     """
-    abstract = nnx.eval_shape(lambda: CodecModel(cfg, nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    flat = [("/".join(map(str, p)), p, v) for p, v in nnx.to_flat_state(state)]
-    missing = [name for name, _, _ in flat if name not in weights]
-    if missing:
-        raise ValueError(f"{source}: missing parameter {missing[0]!r} ({len(missing)} missing)")
-    unexpected = sorted(set(weights) - {name for name, _, _ in flat})
-    if unexpected:
-        raise ValueError(f"{source}: unexpected parameter {unexpected[0]!r} for this config")
-    leaves = []
-    for name, p, v in flat:
-        arr = weights[name]
-        expected = v.get_value()
-        if arr.shape != expected.shape:
-            raise ValueError(
-                f"{source}: parameter {name!r} has shape {arr.shape}, the config needs "
-                f"{expected.shape}"
-            )
-        leaves.append((p, v.replace(jnp.asarray(arr, expected.dtype))))
-    return nnx.merge(graphdef, nnx.from_flat_state(leaves))
+    return build_with_weights(lambda: CodecModel(cfg, nnx.Rngs(0)), weights, source=source)
 
 
 def _minimal_card(cfg: CodecModelConfig, n_params: int) -> str:
@@ -332,12 +372,40 @@ def _minimal_card(cfg: CodecModelConfig, n_params: int) -> str:
     )
 
 
-def load(name_or_path: str | os.PathLike[str] = "default", *, batch_size: int = 128) -> Codec:
+def load(
+    name_or_path: str | os.PathLike[str] = "default",
+    *,
+    batch_size: int = 128,
+    source_lang: str | None = None,
+    target_lang: str | None = None,
+) -> Codec:
     """Load a codec: ``"default"`` (shipped inside the package) or a model directory path.
+
+    A directory written by ``lcm convert-sonar`` opens as an :class:`encoders.sonar.SonarCodec`
+    (same interface, plus languages).
+
+    Args:
+        name_or_path: ``"default"`` or a model directory.
+        batch_size: Most sentences per jitted call.
+        source_lang: Language of the sentences ``encode`` reads (SONAR codecs only, e.g.
+            "fra_Latn"; default: the model's, "eng_Latn" for SONAR).
+        target_lang: Language ``decode`` writes (SONAR codecs only).
 
     Raises:
         FileNotFoundError: If the default codec is not shipped yet or the path is missing.
+        ValueError: For a language option on a codec without languages, or an unknown one.
     """
+    if source_lang is not None or target_lang is not None:
+        from encoders.sonar import SonarCodec
+
+        codec = load(name_or_path, batch_size=batch_size)
+        if not isinstance(codec, SonarCodec):
+            raise ValueError(
+                f"{name_or_path}: source_lang/target_lang apply to SONAR codecs only (this "
+                "codec has one language)"
+            )
+        codec.set_languages(source=source_lang, target=target_lang)
+        return codec
     if str(name_or_path) == "default":
         if not (DEFAULT_DIR / CONFIG_FILE).is_file():
             raise FileNotFoundError(

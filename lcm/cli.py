@@ -68,8 +68,16 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
         None,
     ),
     "plot": ("draw loss and evaluation curves of a run", "lcm.plot:main", None),
-    "convert-sonar": ("convert a fairseq2 SONAR checkpoint", None, 8),
-    "bench": ("benchmarks: train, generate, codec, peak", None, 7),
+    "convert-sonar": (
+        "convert SONAR text encoder/decoder checkpoints into a model directory",
+        "encoders.sonar_convert:main",
+        None,
+    ),
+    "bench": (
+        "benchmarks: train (JAX vs PyTorch, MFU), generate, codec, peak, startup",
+        "lcm.cli:bench_main",
+        None,
+    ),
 }
 
 
@@ -162,6 +170,27 @@ def export_main(argv: Sequence[str]) -> int:
     task.export(model, cfg.model, cfg.data, args.out_dir)
     print(f"exported {cfg.task} step {step} from {args.run_dir} to {args.out_dir}")
     return 0
+
+
+def bench_main(argv: Sequence[str]) -> int:
+    """``lcm bench PART ...``: ``tools/bench.py`` of this source checkout (see its ``-h``)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
+    if not path.is_file():
+        print(
+            f"lcm bench: {path} not found; the benchmarks run from a source checkout "
+            "(git clone, then pip install -e '.[bench]')",
+            file=sys.stderr,
+        )
+        return 2
+    spec = importlib.util.spec_from_file_location("lcm_tools_bench", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return int(module.main(list(argv)) or 0)
 
 
 # Subcommands that never compile anything; the others share a persistent compilation cache.

@@ -12,7 +12,8 @@ randomness depends only on ``(seed, position)``, never on its row or its batch c
 A document stops at the first generated concept that
 
 - is close to the end-of-text concept (cosine >= ``stop_threshold``, default 0.9),
-- or, when ``repetition_threshold`` is set, repeats the previous concept (cosine >= it),
+- or repeats the previous concept (cosine >= ``repetition_threshold``, default 0.9; None
+  turns this off),
 - or when ``max_sentences`` concepts have been generated.
 
 The stopping concept itself (end of text, or the repetition) is not part of the output.
@@ -48,7 +49,7 @@ class GenerationConfig:
         max_sentences: Most concepts generated per document.
         stop_threshold: Cosine to the end-of-text concept that ends a document.
         repetition_threshold: Cosine to the previous concept that ends a document (a
-            repetition); None: off.
+            repetition: MSE-trained models tend to settle on one concept); None: off.
         steps: Diffusion denoising steps.
         guidance_scale: Classifier-free guidance weight (diffusion models).
         guidance_rescale: Guidance rescale factor (diffusion models).
@@ -62,7 +63,7 @@ class GenerationConfig:
 
     max_sentences: int = 16
     stop_threshold: float = 0.9
-    repetition_threshold: float | None = None
+    repetition_threshold: float | None = 0.9
     steps: int = 40
     guidance_scale: float = 3.0
     guidance_rescale: float = 0.7

@@ -34,9 +34,10 @@ def _add_model_args(p: argparse.ArgumentParser, max_sentences: int) -> None:
     p.add_argument(
         "--repetition-threshold",
         type=float,
-        default=None,
-        help="stop when a concept repeats the previous one this closely (cosine)",
+        default=0.9,
+        help="stop when a concept repeats the previous one this closely (cosine; default 0.9)",
     )
+    p.add_argument("--no-repetition-stop", action="store_true", help="never stop on a repetition")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "steps": args.steps,
         "guidance_scale": args.guidance,
         "stop_threshold": args.stop_threshold,
-        "repetition_threshold": args.repetition_threshold,
+        "repetition_threshold": None if args.no_repetition_stop else args.repetition_threshold,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 from lcm.cli import SUBCOMMANDS, main
@@ -20,7 +21,10 @@ def test_help_lists_every_subcommand() -> None:
 
 
 def test_missing_subcommand_says_so(capsys) -> None:
-    assert main(["convert-sonar", "x.pt"]) == 2
+    pending = [name for name, (_, target, _) in SUBCOMMANDS.items() if target is None]
+    if not pending:
+        pytest.skip("every subcommand is implemented")
+    assert main([pending[0], "x.pt"]) == 2
     assert "not implemented yet" in capsys.readouterr().err
 
 

@@ -163,7 +163,7 @@ def test_load_validates_the_model_directory(model_dir, tmp_path) -> None:
         Codec.load(wider)
     deeper = _copy_dir(model_dir, tmp_path / "deeper")
     (deeper / "config.yaml").write_text(yaml.safe_dump({**cfg, "encoder_layers": 2}))
-    with pytest.raises(ValueError, match="missing parameter 'encoder/blocks/1/"):
+    with pytest.raises(ValueError, match="missing variable 'encoder/blocks/1/"):
         Codec.load(deeper)
     vocab = _copy_dir(model_dir, tmp_path / "vocab")
     (vocab / "config.yaml").write_text(yaml.safe_dump({**cfg, "vocab_size": 600}))

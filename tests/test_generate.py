@@ -12,7 +12,14 @@ from test_lcm_models import D, make
 from lcm.generate import GenerationConfig, generate_continuations
 
 # Few diffusion steps keep compilation short; guidance and stochastic DDIM stay on.
-CONFIG = GenerationConfig(max_sentences=4, steps=3, eta=0.5, stop_threshold=0.999, batch_size=4)
+CONFIG = GenerationConfig(
+    max_sentences=4,
+    steps=3,
+    eta=0.5,
+    stop_threshold=0.999,
+    repetition_threshold=None,
+    batch_size=4,
+)
 FAMILIES = ["base_lcm", "two_tower", "one_tower", "quant_lcm_d"]
 
 

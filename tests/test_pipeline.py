@@ -61,7 +61,9 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pipe(model_dir: Path) -> Pipeline:
-    return Pipeline.load(model_dir, generation=GenerationConfig(stop_threshold=1.0))
+    return Pipeline.load(
+        model_dir, generation=GenerationConfig(stop_threshold=1.0, repetition_threshold=None)
+    )
 
 
 def test_summarize_expand_generate_give_text(pipe: Pipeline) -> None:
