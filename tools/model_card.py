@@ -22,13 +22,18 @@ from lcm.io import write_text_atomic
 from lcm.plot import read_jsonl
 
 
-def run_summary(run_dir: Path) -> dict[str, float]:
+def run_summary(run_dir: Path, until: int | None = None) -> dict[str, float]:
     """Steps, tokens seen and seconds of compute of a run, from its ``metrics.jsonl``.
 
     Each record covers the steps since the previous one: its ``tokens`` and, from
-    ``steps_per_s``, its duration.
+    ``steps_per_s``, its duration. ``until``: count only up to this step (the checkpoint
+    the model directory was exported from, when the run went on).
     """
-    records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "step" in r]
+    records = [
+        r
+        for r in read_jsonl(run_dir / "metrics.jsonl")
+        if "step" in r and (until is None or r["step"] <= until)
+    ]
     tokens = seconds = 0.0
     previous = 0
     for r in records:
@@ -70,10 +75,11 @@ def write_card(
     command: str,
     evals: Sequence[Path],
     notes: Sequence[str] = (),
+    until: int | None = None,
 ) -> Path:
     """Render and write ``model_dir/card.md``; returns its path."""
     cfg = read_yaml(run_dir / "config.yaml")
-    summary = run_summary(run_dir)
+    summary = run_summary(run_dir, until)
     lines = [f"# {title}", ""]
     lines += [f"> {note}" for note in notes] + ([""] if notes else [])
     lines += [
@@ -110,9 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--command", required=True, help="the command that trained it")
     parser.add_argument("--eval", type=Path, action="append", default=[], help="JSON report")
     parser.add_argument("--note", action="append", default=[], help="a line shown on top")
+    parser.add_argument("--step", type=int, help="the exported checkpoint's step (default: last)")
     args = parser.parse_args(argv)
     target = write_card(
-        args.run_dir, args.model_dir, args.title, args.command, args.eval, args.note
+        args.run_dir, args.model_dir, args.title, args.command, args.eval, args.note, args.step
     )
     print(f"wrote {target}")
     return 0
