@@ -54,3 +54,194 @@ def test_scaling_report_runs(tmp_path: Path) -> None:
     assert fsdp["param_bytes_per_device"] < data["param_bytes_per_device"]
     assert fsdp["opt_bytes_per_device"] < data["opt_bytes_per_device"]
     assert data["step_ms"] > 0 and data["tokens_per_s"] is None  # the MLP counts no tokens
+
+
+# ---------------------------------------------------------------- performance parts (issue 7)
+
+TINY = ["configs/lcm/base_lcm_tiny.yaml", "configs/lcm/two_tower_tiny.yaml"]
+NO_DROPOUT = {
+    "base_lcm": ["model.decoder.dropout=0.0"],
+    "two_tower": ["model.context.dropout=0.0", "model.denoiser.dropout=0.0"],
+}
+needs_torch = pytest.mark.skipif(not bench.torch_available(), reason="PyTorch (bench extra)")
+
+
+def _loss_fn(cfg):
+    """Model, its parameters and ``params -> loss`` on the first batch of ``cfg``, with every
+    parameter perturbed (so no zero-initialized AdaLN gate hides a path)."""
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from lcm.data.concepts import ConceptSource
+
+    model = bench.init_model(cfg)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    noise = np.random.default_rng(1)
+    pure = jax.tree.map(
+        lambda x: x + 0.1 * noise.normal(size=x.shape).astype(np.float32),
+        nnx.to_pure_dict(params),
+    )
+    batch = ConceptSource(cfg.data, batch_size=cfg.batch_size, seed=0).batch(0)
+
+    def loss(p, rng):
+        return nnx.merge(graphdef, p, rest).loss(batch, rng)[0]
+
+    return pure, batch, loss
+
+
+@pytest.mark.parametrize("config", TINY)
+def test_train_flops_match_xla_cost_analysis(config: str) -> None:
+    """The analytic count is within 3% of XLA's own count of the loss gradient (which adds
+    the elementwise work on top of the matmuls)."""
+    import jax
+
+    from trainers.config import load_train_config
+
+    cfg = load_train_config(config, ["model.d_model=128"])
+    params, batch, loss = _loss_fn(cfg)
+    grad = jax.jit(jax.grad(loss)).lower(params, jax.random.key(0)).compile()
+    rows, seq, dim = batch["concepts"].shape
+    analytic = bench.train_flops(cfg, dim, rows, seq)
+    assert 0.97 < analytic / bench._xla_flops(grad) <= 1.0
+
+
+@needs_torch
+@pytest.mark.parametrize("config", TINY)
+def test_torch_peer_matches_jax(config: str) -> None:
+    """Same weights copied across: same parameter count, loss, gradients, and parameters
+    after one clipped AdamW step."""
+    import jax
+    import numpy as np
+    import optax
+    import torch
+    import torch_peer
+
+    from lcm.models.common import drop_mask
+    from trainers.config import load_train_config
+    from trainers.optim import make_optimizer
+
+    task = load_train_config(config).task
+    cfg = load_train_config(config, [*NO_DROPOUT[task], "optim.warmup_steps=0"])
+    params, batch, loss = _loss_fn(cfg)
+    rng = jax.random.key(3)
+    peer = torch_peer.build_model(cfg, batch["concepts"].shape[-1])
+    assert torch_peer.num_params(peer) == sum(x.size for x in jax.tree.leaves(params))
+    torch_peer.load_jax_params(peer, params)
+    noise = None
+    if cfg.task == "two_tower":  # the draws of TwoTowerLCM.loss, handed to the peer
+        _, r_t, r_noise, r_drop, _ = jax.random.split(rng, 5)
+        seg = batch["segment_ids"]
+        t = jax.random.randint(r_t, seg.shape, 0, cfg.model.schedule.num_steps)
+        noise = {
+            "t": torch.from_numpy(np.array(t)).long(),
+            "noise": torch.from_numpy(
+                np.array(jax.random.normal(r_noise, batch["concepts"].shape))
+            ),
+            "dropped": torch.from_numpy(
+                np.array(drop_mask(r_drop, seg.shape, cfg.model.cfg_drop_prob))
+            ),
+        }
+    value, grads = jax.jit(jax.value_and_grad(loss))(params, rng)
+    step = torch_peer.TrainStep(peer, cfg.optim, cfg.steps)
+    t_loss = step(torch_peer.to_torch(batch), noise)
+    np.testing.assert_allclose(float(t_loss), float(value), rtol=1e-5)
+
+    def torch_layout(name: str, x) -> tuple[str, np.ndarray]:
+        """A JAX parameter's peer name and layout (kernel [in, (k,) out] -> weight)."""
+        x = np.asarray(x)
+        if name.endswith("kernel"):
+            return name[: -len("kernel")] + "weight", x.reshape(x.shape[0], -1).T
+        return name, x
+
+    # The peer clipped its gradients in place (by max_norm / (norm + 1e-6)) before its step.
+    norm = float(optax.tree.norm(grads))
+    clipped = jax.tree.map(lambda g: g * min(1.0, cfg.optim.clip_norm / norm), grads)
+    flat_grads = torch_peer.flatten_params(clipped)
+    tx = make_optimizer(cfg.optim, cfg.steps)
+    stepped = jax.jit(lambda p, g: optax.apply_updates(p, tx.update(g, tx.init(p), p)[0]))
+    stepped = torch_peer.flatten_params(stepped(params, grads))
+    named = dict(peer.named_parameters())
+    for name, g in flat_grads.items():
+        t_name, g = torch_layout(name, g)
+        # The peer already took its step: compare its gradient and its new parameter.
+        np.testing.assert_allclose(named[t_name].grad.numpy(), g, rtol=1e-3, atol=1e-5)
+        # Adam's first update is lr * g / (|g| + eps), about lr * sign(g): compare where the
+        # gradient is well above the float noise of the two backward passes.
+        _, p = torch_layout(name, stepped[name])
+        sure = np.abs(g) > 1e-4
+        assert sure.mean() > 0.5
+        np.testing.assert_allclose(
+            named[t_name].detach().numpy()[sure], p[sure], rtol=1e-5, atol=1e-6
+        )
+
+
+def test_perf_parts_report(tmp_path: Path) -> None:
+    """``all --quick`` on the tiny configs and the tiny codec: every part reports, the JSON
+    has the fields the README table is made of, and the goals are evaluated."""
+    from codec_fixtures import prepared_data
+
+    out = tmp_path / "bench.json"
+    argv = [
+        "all",
+        "--quick",
+        "--configs",
+        ",".join(TINY),
+        "--codec",
+        "random",
+        "--codec-config",
+        "configs/encoders/codec_tiny.yaml",
+        "--tokenizer",
+        str(prepared_data() / "tokenizer.model"),
+        "--sentences",
+        str(REPO / "tests/fixtures/tiny.txt"),
+        "--out",
+        str(out),
+    ]
+    small = ["train_rounds=2", "gen_concepts=4", "gen_prompt=2", "gen_repeats=1"]
+    small += ["codec_sentences=64", "codec_decode=16", "codec_repeats=1"]
+    for item in small:
+        argv += ["--size", item]
+    assert bench.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["peak"]["jax_gflops"] > 0 and report["host"]["platform"] == "cpu"
+    with_torch = bench.torch_available()
+    for record, task in zip(report["train"], ["base_lcm", "two_tower"]):
+        assert record["model"] == task and record["batch_size"] == bench.QUICK.train_batch
+        assert record["timed_steps"] == 2 * bench.QUICK.steps_per_round
+        assert record["jax"]["concepts_per_s"] > 0 and 0 < record["jax"]["mfu"]
+        assert 0.9 < record["model_gflop_per_step"] / record["xla_gflop_per_step"] < 1.1 or (
+            record["model_gflop_per_step"] < record["xla_gflop_per_step"]  # tiny: elementwise
+        )
+        assert record["time_to_first_step_s"] >= record["compile_s"] > 0
+        assert (record["torch"] is not None) == with_torch
+        if with_torch:
+            assert record["ratio"] == pytest.approx(
+                record["torch"]["step_ms"] / record["jax"]["step_ms"]
+            )
+    for record in report["generate"]:
+        one, many = record["batches"]
+        assert (one["batch"], many["batch"]) == (1, 32)
+        assert record["batch_ratio"] == pytest.approx(
+            many["sentences_per_s"] / one["sentences_per_s"]
+        )
+        assert record["time_to_first_sentence_s"] > 0
+    assert report["generate"][1]["ddim_steps"] == 40
+    codec = report["codec"]
+    assert codec["sentences"] == 64 and codec["decode_sentences"] == 16 and not codec["trained"]
+    assert codec["encode_sentences_per_s"] > 0 and codec["decode_sentences_per_s"] > 0
+    goals = {g["goal"]: g for g in report["goals"]}
+    assert (
+        "codec: encode sentences/s" in goals
+        and "two_tower: generation batch 32 / batch 1 sentences/s" in goals
+    )
+    assert all(g["met"] == (g["measured"] >= g["target"]) for g in goals.values())
+    assert not any("MFU" in g for g in goals)  # only the d_model=512 configs have an MFU goal
+
+
+def test_startup_cold_and_warm(tmp_path: Path) -> None:
+    """Fresh processes share one new compilation cache: the warm start skips compilation."""
+    records = bench.bench_startup(["configs/lcm/base_lcm_tiny.yaml"], [], None)
+    assert [r["what"] for r in records] == ["train", "generate"]
+    for r in records:
+        assert 0 < r["warm"] < r["cold"]

@@ -119,6 +119,16 @@ def test_ffn_shapes(kind: str) -> None:
     assert ffn(_x(1, (2, 3, D))).shape == (2, 3, D)
 
 
+@pytest.mark.parametrize("rows", [3, 4 * D])  # the fused-kernel path, the kernel-halves path
+def test_swiglu_matches_its_definition(rows: int) -> None:
+    ffn = make_ffn("swiglu", D, 48, rngs=nnx.Rngs(0))
+    x = _x(2, (rows, D))
+    kernel = ffn.gate_up.kernel[...]
+    gate, up = x @ kernel[:, 0], x @ kernel[:, 1]
+    expected = (jax.nn.silu(gate) * up) @ ffn.down.kernel[...]
+    np.testing.assert_allclose(ffn(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_embeddings_and_positions() -> None:
     emb = TokenEmbedding(50, D, rngs=nnx.Rngs(0))
     ids = jnp.array([[1, 2, 3]])

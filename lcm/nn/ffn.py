@@ -98,8 +98,24 @@ class SwiGlu(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """[..., d_model] -> [..., d_model]."""
-        h = self.gate_up(x.reshape(-1, x.shape[-1]))  # 2-d operands: see GeluMlp
-        return self.down(jax.nn.silu(h[:, 0]) * h[:, 1]).reshape(x.shape)
+        x2 = x.reshape(-1, x.shape[-1])  # 2-d operands: see GeluMlp
+        if x2.shape[0] <= x2.shape[1]:
+            # Few rows (decoding a step): one dot with the fused kernel, sliced afterwards.
+            h = self.gate_up(x2)
+            gate, up = h[:, 0], h[:, 1]
+        else:
+            # Many rows (training, teacher forcing): one dot per half of the kernel. Slicing
+            # the kernel copies two parameter-sized halves per call, but the gradient of
+            # slicing the fused [rows, 2, hidden] output would pad and add activation-sized
+            # arrays, and XLA:CPU would transpose the whole fused kernel for its dots: a
+            # Base-LCM training step (d_model 512, 2048 rows) runs 13% faster this way.
+            # Decoding does the opposite trade (copying the halves there made a step 3x
+            # slower). The result is the same either way.
+            x2, kernel = self.gate_up.promote_dtype(
+                (x2, self.gate_up.kernel[...]), dtype=self.gate_up.dtype
+            )
+            gate, up = x2 @ kernel[:, 0], x2 @ kernel[:, 1]
+        return self.down(jax.nn.silu(gate) * up).reshape(x.shape)
 
 
 def make_ffn(
