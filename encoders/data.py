@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
-import io
 import json
 import logging
 import math
@@ -37,7 +36,7 @@ from encoders.config import CodecDataConfig, CodecModelConfig
 from encoders.tokenizer import EOS_ID, Tokenizer, train_tokenizer
 from lcm.data.readers import ReadStats, read_documents
 from lcm.data.segment import segment_document
-from lcm.io import write_bytes_atomic
+from lcm.io import save_npy_atomic, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -242,11 +241,12 @@ def prepare(
         lengths = np.array([len(x) for x in ids], np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         flat = np.fromiter((t for x in ids for t in x), token_dtype, count=int(offsets[-1]))
-        _save_npy(out / f"{split}.tokens.npy", flat)
-        _save_npy(out / f"{split}.offsets.npy", offsets)
-        _save_npy(out / f"{split}.source.npy", np.array([i for _, i in kept[split]], np.uint8))
+        save_npy_atomic(out / f"{split}.tokens.npy", flat)
+        save_npy_atomic(out / f"{split}.offsets.npy", offsets)
+        sources_of = np.array([i for _, i in kept[split]], np.uint8)
+        save_npy_atomic(out / f"{split}.source.npy", sources_of)
         n_tokens[split] = int(offsets[-1])
-    _save_npy(out / "train.copies.npy", copies)
+    save_npy_atomic(out / "train.copies.npy", copies)
 
     counts = {split: Counter(sources[i] for _, i in kept[split]) for split in SPLITS}
     mixture = defaultdict(int)
@@ -284,12 +284,6 @@ def prepare(
     }
     write_bytes_atomic(out / "manifest.json", json.dumps(manifest, indent=1).encode())
     return manifest
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    write_bytes_atomic(path, buffer.getvalue())
 
 
 class CodecBatchSource:

@@ -56,3 +56,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def save_npy_atomic(path: str | os.PathLike, array: Any) -> None:
+    """``np.save`` an array atomically (temporary name, then rename)."""
+    import numpy as np
+
+    with atomic_write(path, "wb") as f:
+        np.save(f, array)

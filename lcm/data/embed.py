@@ -21,7 +21,7 @@ import numpy as np
 from lcm.data.concepts import EOT_FILE
 from lcm.data.readers import DataError
 from lcm.data.shards import ShardWriter, read_shards
-from lcm.io import atomic_write
+from lcm.io import save_npy_atomic
 
 END_OF_TEXT = "End of text."
 
@@ -32,11 +32,6 @@ class SentenceEncoder(Protocol):
     def encode(self, sentences: Sequence[str]) -> np.ndarray:
         """``N`` sentences -> ``[N, D]`` float32 vectors."""
         ...
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    with atomic_write(path, "wb") as f:
-        np.save(f, array)
 
 
 def embed_shards(
@@ -112,7 +107,7 @@ def embed_shards(
             flush(writer)
         shards = writer.close()
     eot = np.asarray(encoder.encode([END_OF_TEXT]), np.float32)[0]
-    _save_npy_atomic(out / EOT_FILE, eot)
+    save_npy_atomic(out / EOT_FILE, eot)
     return {
         "documents": n_docs,
         "sentences": n_sents,

@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml, to_dict
-from lcm.io import write_bytes_atomic
+from lcm.io import save_npy_atomic, write_bytes_atomic
 from lcm.models.base_lcm import BaseLCM, BaseLCMConfig
 from lcm.models.normalizer import Normalizer
 from lcm.models.one_tower import OneTowerConfig, OneTowerLCM
@@ -133,8 +133,7 @@ def save_lcm(
     path.mkdir(parents=True, exist_ok=True)
     save_weights(model, path / WEIGHTS_FILE, weights_dtype)
     normalizer.save(path / NORMALIZER_FILE)
-    buffer = _npy_bytes(eot)
-    write_bytes_atomic(path / EOT_FILE, buffer)
+    save_npy_atomic(path / EOT_FILE, eot)
     write_bytes_atomic(path / CARD_FILE, card.encode())
     save_yaml(to_dict(config), path / CONFIG_FILE)  # last: its presence marks a complete dir
 
@@ -176,11 +175,3 @@ def load_lcm(path: str | os.PathLike[str]) -> LCMModel:
             f"concept_dim {config.concept_dim}"
         )
     return LCMModel(config, model, normalizer, eot, path)
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
