@@ -117,6 +117,13 @@ def train_main(argv: Sequence[str]) -> int:
         "--no-resume", action="store_true", help="ignore existing checkpoints in run_dir"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="MINUTES",
+        help="stop with a checkpoint at the first logging step after this much wall time "
+        "(the schedule still spans `steps`; a rerun resumes exactly)",
+    )
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides
 
     from lcm.config import ConfigError
@@ -133,7 +140,12 @@ def train_main(argv: Sequence[str]) -> int:
         print(f"lcm train: {e}", file=sys.stderr)
         return 2
     try:
-        result = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
+        result = train(
+            cfg,
+            resume=not args.no_resume,
+            progress=not args.no_progress,
+            time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
+        )
     except (NonFiniteLossError, FileExistsError, FileNotFoundError, DataError) as e:
         print(f"lcm train: {e}", file=sys.stderr)
         return 1

@@ -65,6 +65,20 @@ def test_stop_then_resume_continues_exactly(tmp_path: Path) -> None:
     assert len(full) == 40 and full == split
 
 
+def test_time_limit_stops_at_a_logging_step_and_resumes_exactly(tmp_path: Path) -> None:
+    """A spent time limit stops at the first logging step, with a checkpoint there."""
+    train(tiny(tmp_path / "full", "log_every=7"), progress=False)
+    cfg = tiny(tmp_path / "timed", "log_every=7")
+    first = train(cfg, progress=False, time_limit_s=0.0)
+    assert first.step == 7
+    assert Checkpointer(tmp_path / "timed" / "checkpoints", every=10, keep=3).all_steps() == [7]
+    second = train(cfg, progress=False)
+    assert second.resumed_from == 7 and second.step == 40
+    full = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "full")]
+    timed = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "timed")]
+    assert len(full) > 6 and timed == full
+
+
 def _run_cli(run_dir: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **env_extra}
     cmd = [

@@ -15,6 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     stop_at: int | None = None,
+    time_limit_s: float | None = None,
 ) -> TrainResult:
     """Run (or resume) a training run described by ``cfg``.
 
@@ -263,6 +265,9 @@ def train(
         progress: Show a tqdm bar (process 0 only).
         stop_at: Stop after this step with a checkpoint (the schedule still spans
             ``cfg.steps``), e.g. to train a long run in time-boxed pieces.
+        time_limit_s: Stop at the first logging step after this many seconds of wall time
+            (setup and compilation included), with a checkpoint. Resuming continues exactly,
+            because the data order depends on the step alone.
 
     Returns:
         The final step, the step resumed from (if any) and the last logged metrics.
@@ -272,6 +277,7 @@ def train(
         FileExistsError: ``resume=False`` but the run directory already has checkpoints.
     """
     # --- setup
+    started = time.monotonic()
     run_dir = Path(cfg.run_dir)
     is_main = jax.process_index() == 0
     if is_main:
@@ -313,14 +319,26 @@ def train(
         disable=not (progress and is_main),
         dynamic_ncols=True,
     )
+    # The next batch is assembled on a thread while the device runs the current step; the
+    # order stays a pure function of the step.
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
     try:
         with jax.set_mesh(run.mesh):
+            upcoming = prefetch.submit(run.batch, start)
             for step in range(start, end):
-                state, metrics = run.step(state, run.batch(step))
+                batch = upcoming.result()
+                if step + 1 < end:
+                    upcoming = prefetch.submit(run.batch, step + 1)
+                state, metrics = run.step(state, batch)
                 done = step + 1
                 metrics_log.add(done, metrics)
                 bar.update(1)
-                save_now = checkpointer.should_save(done) or done == end
+                out_of_time = (
+                    time_limit_s is not None
+                    and done % cfg.log_every == 0
+                    and _all_agree(time.monotonic() - started > time_limit_s)
+                )
+                save_now = checkpointer.should_save(done) or done == end or out_of_time
                 if done % cfg.log_every == 0 or save_now:
                     record = metrics_log.flush()
                     if record is not None:
@@ -329,8 +347,13 @@ def train(
                     checkpointer.save(done, state, {"data_step": done, "task": cfg.task})
                 if done == kill_after:
                     os.kill(os.getpid(), signal.SIGKILL)
+                if out_of_time:
+                    log.info("time limit of %.0f s reached at step %d", time_limit_s, done)
+                    end = done
+                    break
         checkpointer.wait()
     finally:
+        prefetch.shutdown(wait=True, cancel_futures=True)
         bar.close()
         checkpointer.close()
     return TrainResult(
@@ -339,6 +362,15 @@ def train(
         resumed_from=resumed_from,
         last_metrics=metrics_log.last,
     )
+
+
+def _all_agree(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process, so that all stop at the same step."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
 
 
 def _postfix(record: dict[str, float]) -> dict[str, str]:
