@@ -16,6 +16,7 @@ from conftest import REPO
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
+from lcm.nn.weights import save_weights
 from trainers.checkpoint import Checkpointer
 from trainers.config import MeshConfig, OptimConfig, load_train_config
 from trainers.loop import KILL_AFTER_STEP_ENV, NonFiniteLossError, train
@@ -77,6 +78,31 @@ def test_time_limit_stops_at_a_logging_step_and_resumes_exactly(tmp_path: Path) 
     full = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "full")]
     timed = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "timed")]
     assert len(full) > 6 and timed == full
+
+
+def test_init_from_starts_a_fresh_run_from_trained_weights(tmp_path: Path) -> None:
+    """A run initialized from a trained run starts at its loss, with a fresh optimizer."""
+    train(tiny(tmp_path / "base", "steps=60"), progress=False)
+    trained = read_metrics(tmp_path / "base")
+    for source in (tmp_path / "base", tmp_path / "model.npz"):
+        if source.suffix == ".npz":
+            _, model, _ = load_trained_model(tmp_path / "base")
+            save_weights(model, source)
+        run = tmp_path / f"tuned_{source.name}"
+        result = train(tiny(run, "steps=3", f"init_from={source}"), progress=False)
+        tuned = read_metrics(run)
+        assert result.resumed_from is None
+        # step 1 of the new run sees the trained weights: far below a fresh run's first loss
+        assert tuned[0]["loss"] < 0.3 * trained[0]["loss"], (tuned[0], trained[0])
+        assert tuned[0]["loss"] < 2 * trained[-1]["loss"] + 1e-3
+
+
+def test_init_from_names_a_missing_or_mismatched_source(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        train(tiny(tmp_path / "a", f"init_from={tmp_path / 'nowhere'}"), progress=False)
+    train(tiny(tmp_path / "small", "steps=2", "model.hidden=16"), progress=False)
+    with pytest.raises(ValueError, match="shape"):
+        train(tiny(tmp_path / "b", f"init_from={tmp_path / 'small'}"), progress=False)
 
 
 def _run_cli(run_dir: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:

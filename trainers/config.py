@@ -69,6 +69,10 @@ class TrainConfig:
     run_dir: str = "runs/default"
     grad_accum: int = 1  # micro-batches per step (batch_size is the total over them)
     compute_dtype: Literal["float32", "bfloat16"] = "float32"  # params/optimizer stay float32
+    # Start a fresh run from trained weights (fine-tuning, or continuing a model whose
+    # optimizer state was not kept): a model directory, its weights.npz, or a run directory
+    # (newest checkpoint). The optimizer starts fresh; a resumed run ignores this.
+    init_from: str | None = None
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)

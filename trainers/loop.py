@@ -32,7 +32,7 @@ from trainers.checkpoint import Checkpointer
 from trainers.config import TrainConfig
 from trainers.mesh import batch_sharding, make_mesh
 from trainers.optim import learning_rate_schedule, make_optimizer
-from trainers.state import StateLayout, plan_train_state
+from trainers.state import StateLayout, plan_train_state, with_initial_weights
 from trainers.task import BatchSource, DataContext
 from trainers.tasks import get_task
 
@@ -303,6 +303,9 @@ def train(
     restored = checkpointer.restore_latest(run.layout.abstract) if resume else None
     if restored is None:
         state = run.layout.init()
+        if cfg.init_from:
+            state = with_initial_weights(run.layout, state, cfg.init_from)
+            log.info("initialized %s from %s", run_dir, cfg.init_from)
         metrics_log.truncate_after(0)  # a fresh run starts a fresh log
     else:
         resumed_from, state, meta = restored

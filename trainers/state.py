@@ -17,9 +17,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
+from lcm.nn.weights import build_with_weights, flat_weights, load_weights
 from trainers.checkpoint import Checkpointer, CheckpointError
 from trainers.config import MeshConfig, TrainConfig, load_train_config
 from trainers.mesh import make_mesh, replicated, state_shardings
@@ -37,12 +39,14 @@ class StateLayout:
         abstract: The state as ``jax.ShapeDtypeStruct`` leaves carrying their shardings.
         shardings: ``NamedSharding`` tree of the state.
         init: Jitted ``() -> state`` creating every shard on its own device.
+        build: Builds the model (freshly initialized; trace it with ``nnx.eval_shape``).
     """
 
     graphdef: Any
     abstract: Any
     shardings: Any
     init: Callable[[], dict[str, Any]]
+    build: Callable[[], nnx.Module]
 
 
 def plan_train_state(
@@ -101,7 +105,42 @@ def plan_train_state(
         abstract=abstract,
         shardings=shardings,
         init=jax.jit(init, out_shardings=shardings),
+        build=build,
     )
+
+
+def with_initial_weights(layout: StateLayout, state: dict[str, Any], source: str) -> dict[str, Any]:
+    """``state`` with its parameters and buffers taken from trained weights.
+
+    Args:
+        layout: The layout ``state`` follows.
+        state: A freshly initialized train state (its optimizer state is kept).
+        source: A model directory, a weights ``.npz``, or a run directory (newest checkpoint).
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist or holds no weights.
+        ValueError: A variable is missing, unexpected, wrongly shaped or not finite for this
+            config (the message names it).
+    """
+    path = Path(source).expanduser()
+    if (path / "checkpoints").is_dir():
+        _, trained, _ = load_trained_model(path)
+        weights = flat_weights(trained)
+    elif path.is_dir():
+        weights = load_weights(path / "weights.npz")
+    else:
+        weights = load_weights(path)
+    model = build_with_weights(layout.build, weights, source=f"init_from {path}")
+    _, params, buffers = nnx.split(model, nnx.Param, ...)
+    loaded = {"params": nnx.to_pure_dict(params), "buffers": nnx.to_pure_dict(buffers)}
+    placed = jax.tree.map(_place, loaded, {k: layout.shardings[k] for k in loaded})
+    return {**state, **placed}
+
+
+def _place(value: jax.Array, sharding: jax.sharding.Sharding) -> jax.Array:
+    """A global array from a value every process holds in full (each takes its shards)."""
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def load_trained_model(
