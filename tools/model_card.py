@@ -76,6 +76,7 @@ def write_card(
     evals: Sequence[Path],
     notes: Sequence[str] = (),
     until: int | None = None,
+    hardware: str = "2 shared CPU cores",
 ) -> Path:
     """Render and write ``model_dir/card.md``; returns its path."""
     cfg = read_yaml(run_dir / "config.yaml")
@@ -90,7 +91,9 @@ def write_card(
         f"- {summary['steps']:,} steps, batch {cfg.get('batch_size')}, "
         f"{summary['tokens']:,.0f} tokens (or concepts) seen, final training loss "
         f"{summary['loss']:.4g}",
-        f"- compute: {summary['hours']:.1f} hours on 2 shared CPU cores (logged step times)",
+        f"- compute: {summary['hours'] * 60:.1f} minutes on {hardware} (logged step times)"
+        if summary["hours"] < 1
+        else f"- compute: {summary['hours']:.1f} hours on {hardware} (logged step times)",
         "",
         "## Model",
         "```yaml",
@@ -117,9 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eval", type=Path, action="append", default=[], help="JSON report")
     parser.add_argument("--note", action="append", default=[], help="a line shown on top")
     parser.add_argument("--step", type=int, help="the exported checkpoint's step (default: last)")
+    parser.add_argument("--hardware", default="2 shared CPU cores", help="what it trained on")
     args = parser.parse_args(argv)
     target = write_card(
-        args.run_dir, args.model_dir, args.title, args.command, args.eval, args.note, args.step
+        args.run_dir,
+        args.model_dir,
+        args.title,
+        args.command,
+        args.eval,
+        args.note,
+        args.step,
+        args.hardware,
     )
     print(f"wrote {target}")
     return 0
