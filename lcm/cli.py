@@ -46,6 +46,11 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
         "encoders.evaluate:main",
         None,
     ),
+    "eval-rvq": (
+        "decoder round trip of RVQ-quantized concepts per number of codebooks (Quant-LCM)",
+        "lcm.eval.rvq:main",
+        None,
+    ),
     "eval-task": (
         "summarization/expansion evaluation (ROUGE, OVL-3, REP-4) with baselines",
         "lcm.infer_cli:eval_task_main",
