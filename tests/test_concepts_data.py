@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import zlib
 from pathlib import Path
 
@@ -237,3 +238,45 @@ def test_tiny_config_reads_the_synthetic_source() -> None:
     cfg = load_train_config(REPO / "configs" / "lcm" / "base_lcm_tiny.yaml")
     assert cfg.data.source == "synthetic" and cfg.data.synthetic.dim == 16
     assert load_concepts(cfg.data).dim == 16
+
+
+class FailingEncoder(HashEncoder):
+    """Encodes ``calls`` batches, then fails: an embedding run interrupted midway."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        if self.calls == 0:
+            raise RuntimeError("interrupted")
+        self.calls -= 1
+        return super().encode(sentences)
+
+
+def test_embed_resumes_an_interrupted_run(text_shards: Path, tmp_path: Path) -> None:
+    from lcm.data.embed import embed_shards
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    kwargs = {"batch_sentences": 16, "docs_per_shard": 7, "progress": False}
+    embed_shards(text_shards, full, HashEncoder(), **kwargs)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        embed_shards(text_shards, part, FailingEncoder(calls=6), **kwargs)
+    kept = sorted(p.name for p in part.glob("shard-*.parquet"))
+    assert kept and len(kept) < 5 and not (part / "manifest.json").exists()
+    with pytest.raises(FileExistsError):
+        embed_shards(text_shards, part, HashEncoder(), **kwargs)
+    result = embed_shards(text_shards, part, HashEncoder(), resume=True, **kwargs)
+    assert result["documents"] == 30 and result["dim"] == HashEncoder.dim
+    assert json.loads((part / "manifest.json").read_text()) == json.loads(
+        (full / "manifest.json").read_text()
+    )
+    for a, b in zip(read_shards(full), read_shards(part), strict=True):
+        assert a["doc_id"] == b["doc_id"]
+        np.testing.assert_array_equal(a["embeddings"], b["embeddings"])
+    # a finished run resumes to the same result; another shard size is refused
+    embed_shards(text_shards, part, HashEncoder(), resume=True, **kwargs)
+    assert len(list(read_shards(part))) == 30
+    with pytest.raises(ValueError, match="docs_per_shard"):
+        embed_shards(
+            text_shards, part, HashEncoder(), resume=True, **{**kwargs, "docs_per_shard": 5}
+        )

@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--docs-per-shard", type=_positive, default=10_000, metavar="N")
     p.add_argument("--overwrite", action="store_true", help="replace shards already in DIR")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into DIR: keep its complete shards, encode the rest",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
@@ -289,10 +294,14 @@ def _cmd_embed(args: argparse.Namespace) -> int:
             batch_sentences=args.batch_sentences,
             docs_per_shard=args.docs_per_shard,
             overwrite=args.overwrite,
+            resume=args.resume,
             progress=not args.no_progress,
         )
     except FileExistsError as e:
-        print(f"{_PROG} embed: error: {e} (--overwrite on the command line)", file=sys.stderr)
+        print(
+            f"{_PROG} embed: error: {e} (--overwrite or --resume on the command line)",
+            file=sys.stderr,
+        )
         return 1
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"{_PROG} embed: error: {e}", file=sys.stderr)

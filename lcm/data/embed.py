@@ -42,6 +42,7 @@ def embed_shards(
     batch_sentences: int = 2048,
     docs_per_shard: int = 10_000,
     overwrite: bool = False,
+    resume: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Encode every document of ``src`` into new shards in ``out`` (same rows, plus embeddings).
@@ -53,6 +54,8 @@ def embed_shards(
         batch_sentences: Encode at least this many sentences per call (across documents).
         docs_per_shard: Documents per output shard.
         overwrite: Allow replacing shards already in ``out``.
+        resume: Continue an interrupted run into ``out``: keep its complete shards and encode
+            only the documents after them (same ``src`` and ``docs_per_shard``).
         progress: Show a progress bar on stderr.
 
     Returns:
@@ -91,11 +94,26 @@ def embed_shards(
             start += n
         pending.clear()
 
-    with ShardWriter(out, docs_per_shard=docs_per_shard, overwrite=overwrite) as writer:
+    with ShardWriter(
+        out, docs_per_shard=docs_per_shard, overwrite=overwrite, resume=resume
+    ) as writer:
         rows = read_shards(src, columns=["doc_id", "source", "sentences", "meta_json"])
         bar = tqdm(rows, desc="embed", unit="doc", disable=not progress, file=sys.stderr)
         size = 0
+        skip = writer.resumed_docs
         for row in bar:
+            if skip:
+                # Documents the kept shards already hold: count them, encode nothing.
+                skip -= 1
+                n_docs += 1
+                n_sents += len(row["sentences"])
+                if not skip and row["doc_id"] != writer.last_resumed_doc_id:
+                    raise DataError(
+                        f"{out} does not continue {src}: its last kept document is "
+                        f"{writer.last_resumed_doc_id!r}, the input has {row['doc_id']!r} there",
+                        path=str(out),
+                    )
+                continue
             pending.append(row)
             size += len(row["sentences"])
             n_docs += 1
@@ -105,6 +123,7 @@ def embed_shards(
                 size = 0
         if pending:
             flush(writer)
+        dim = dim if dim is not None else writer.embedding_dim
         shards = writer.close()
     eot = np.asarray(encoder.encode([END_OF_TEXT]), np.float32)[0]
     save_npy_atomic(out / EOT_FILE, eot)

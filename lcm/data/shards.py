@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lcm.data.readers import DataError, Document
@@ -84,10 +85,14 @@ class ShardWriter:
         row_group_size: Documents per Parquet row group (the unit of streaming reads).
         overwrite: Allow an ``out_dir`` that already holds ``{prefix}-*.parquet`` shards or a
             manifest; stale shards with indices beyond the new ones are deleted on close.
+        resume: Keep the complete shards an interrupted writer left in ``out_dir`` (those
+            numbered from 0 without a gap, each of ``docs_per_shard`` documents) and continue
+            after them; :attr:`resumed_docs` says how many documents they hold.
 
     Raises:
         ValueError: If a size is not positive.
-        FileExistsError: If ``out_dir`` already holds shards and ``overwrite`` is false.
+        FileExistsError: If ``out_dir`` already holds shards and neither ``overwrite`` nor
+            ``resume`` is set.
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class ShardWriter:
         row_group_size: int = 1_000,
         *,
         overwrite: bool = False,
+        resume: bool = False,
     ):
         if docs_per_shard < 1 or row_group_size < 1:
             raise ValueError("docs_per_shard and row_group_size must be >= 1")
@@ -109,7 +115,7 @@ class ShardWriter:
         self.row_group_size = min(row_group_size, docs_per_shard)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         existing = sorted(self.out_dir.glob(f"{prefix}-*.parquet"))
-        if (existing or (self.out_dir / MANIFEST_NAME).exists()) and not overwrite:
+        if (existing or (self.out_dir / MANIFEST_NAME).exists()) and not (overwrite or resume):
             raise FileExistsError(
                 f"{self.out_dir} already contains shards ({prefix}-*.parquet or "
                 f"{MANIFEST_NAME}); choose another directory or pass overwrite=True"
@@ -127,8 +133,17 @@ class ShardWriter:
         self._shards: list[dict[str, Any]] = []
         self._paths: list[Path] = []
         self._closed = False
+        self.resumed_docs = 0
+        self.last_resumed_doc_id: str | None = None
+        if resume:
+            self._adopt_complete_shards()
 
     # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def embedding_dim(self) -> int | None:
+        """``D`` of the embeddings written so far (kept shards included), if any."""
+        return self._emb_dim
 
     def write(
         self,
@@ -326,6 +341,41 @@ class ShardWriter:
         )
         self._paths.append(final)
         self._shard_docs = self._shard_sents = 0
+
+    def _adopt_complete_shards(self) -> None:
+        """Take over the gap-free complete shards of an interrupted run (see ``resume``)."""
+        for tmp in self.out_dir.glob(f".{self.prefix}-*.parquet.tmp-*"):
+            tmp.unlink(missing_ok=True)  # unfinished shards of the interrupted run
+        finished = (self.out_dir / MANIFEST_NAME).is_file()  # a complete run: its last shard
+        index = 0  # may be short
+        while (path := self._final_path(index)).is_file():
+            try:
+                table = pq.read_table(path, columns=["doc_id", "sentences", "embeddings"])
+            except (OSError, pa.ArrowException) as e:
+                raise ValueError(f"{path}: cannot resume from an unreadable shard ({e})") from e
+            last = not self._final_path(index + 1).is_file()
+            if table.num_rows != self.docs_per_shard and not (finished and last):
+                raise ValueError(
+                    f"{path} holds {table.num_rows} documents, not docs_per_shard="
+                    f"{self.docs_per_shard}: resume needs the docs_per_shard of the run "
+                    "that wrote it"
+                )
+            first = table.column("embeddings")[0].as_py()  # [n_sentences, D] or None
+            if first:
+                dim = len(first[0])
+                if self._emb_dim is not None and dim != self._emb_dim:
+                    raise ValueError(f"{path}: embedding dim {dim} differs from {self._emb_dim}")
+                self._emb_dim = dim
+            n_sents = int(pc.sum(pc.list_value_length(table["sentences"])).as_py())
+            self._shards.append(
+                {"file": path.name, "n_docs": table.num_rows, "n_sentences": n_sents}
+            )
+            self._paths.append(path)
+            self.resumed_docs += table.num_rows
+            self.last_resumed_doc_id = table.column("doc_id")[-1].as_py()
+            index += 1
+        self._stale = [p for p in self._stale if p not in set(self._paths)]
+        (self.out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # close() writes the new one
 
     def _final_path(self, index: int) -> Path:
         return self.out_dir / f"{self.prefix}-{index:05d}.parquet"
