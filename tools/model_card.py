@@ -81,6 +81,8 @@ def write_card(
     """Render and write ``model_dir/card.md``; returns its path."""
     cfg = read_yaml(run_dir / "config.yaml")
     summary = run_summary(run_dir, until)
+    hours = summary["hours"]
+    duration = f"{hours * 60:.1f} minutes" if hours < 1 else f"{hours:.1f} hours"
     lines = [f"# {title}", ""]
     lines += [f"> {note}" for note in notes] + ([""] if notes else [])
     lines += [
@@ -91,9 +93,7 @@ def write_card(
         f"- {summary['steps']:,} steps, batch {cfg.get('batch_size')}, "
         f"{summary['tokens']:,.0f} tokens (or concepts) seen, final training loss "
         f"{summary['loss']:.4g}",
-        f"- compute: {summary['hours'] * 60:.1f} minutes on {hardware} (logged step times)"
-        if summary["hours"] < 1
-        else f"- compute: {summary['hours']:.1f} hours on {hardware} (logged step times)",
+        f"- compute: {duration} on {hardware} (logged step times)",
         "",
         "## Model",
         "```yaml",

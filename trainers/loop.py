@@ -336,13 +336,14 @@ def train(
                 done = step + 1
                 metrics_log.add(done, metrics)
                 bar.update(1)
+                log_now = done % cfg.log_every == 0
                 out_of_time = (
-                    time_limit_s is not None
-                    and done % cfg.log_every == 0
+                    log_now
+                    and time_limit_s is not None
                     and _all_agree(time.monotonic() - started > time_limit_s)
                 )
                 save_now = checkpointer.should_save(done) or done == end or out_of_time
-                if done % cfg.log_every == 0 or save_now:
+                if log_now or save_now:
                     record = metrics_log.flush()
                     if record is not None:
                         bar.set_postfix(_postfix(record), refresh=False)

@@ -350,7 +350,10 @@ class ShardWriter:
         index = 0  # may be short
         while (path := self._final_path(index)).is_file():
             try:
-                table = pq.read_table(path, columns=["doc_id", "sentences", "embeddings"])
+                shard = pq.ParquetFile(path)
+                table = shard.read(columns=["doc_id", "sentences"])
+                # The first document's vectors give D: no need to read the whole column.
+                first = shard.read_row_group(0, columns=["embeddings"]).column(0)[0].as_py()
             except (OSError, pa.ArrowException) as e:
                 raise ValueError(f"{path}: cannot resume from an unreadable shard ({e})") from e
             last = not self._final_path(index + 1).is_file()
@@ -360,7 +363,6 @@ class ShardWriter:
                     f"{self.docs_per_shard}: resume needs the docs_per_shard of the run "
                     "that wrote it"
                 )
-            first = table.column("embeddings")[0].as_py()  # [n_sentences, D] or None
             if first:
                 dim = len(first[0])
                 if self._emb_dim is not None and dim != self._emb_dim:
@@ -374,7 +376,8 @@ class ShardWriter:
             self.resumed_docs += table.num_rows
             self.last_resumed_doc_id = table.column("doc_id")[-1].as_py()
             index += 1
-        self._stale = [p for p in self._stale if p not in set(self._paths)]
+        kept = set(self._paths)
+        self._stale = [p for p in self._stale if p not in kept]
         (self.out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # close() writes the new one
 
     def _final_path(self, index: int) -> Path:
