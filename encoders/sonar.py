@@ -60,7 +60,7 @@ from encoders.codec import (
 )
 from lcm.config import ConfigError, from_dict, read_yaml
 from lcm.io import write_bytes_atomic
-from lcm.nn import KVCache, LayerNorm, TokenEmbedding, kernel_init, partitioned
+from lcm.nn import KVCache, LayerNorm, TokenEmbedding, cached_attention, kernel_init, partitioned
 from lcm.nn.weights import build_with_weights, load_weights
 
 logger = logging.getLogger(__name__)
@@ -324,14 +324,10 @@ class SonarAttention(nnx.Module):
             [B, T, d] and the cache holding the new keys and values too.
         """
         q, k, v = (self._heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
-        start = (0, index, 0, 0)
-        cache = KVCache(
-            jax.lax.dynamic_update_slice(cache.key, k.astype(cache.key.dtype), start),
-            jax.lax.dynamic_update_slice(cache.value, v.astype(cache.value.dtype), start),
-        )
+        cache = cache.write(k, v, index)
         positions = index + jnp.arange(x.shape[1])
-        visible = jnp.arange(cache.key.shape[1])[None, :] <= positions[:, None]  # [T, S]
-        out = jax.nn.dot_product_attention(q, cache.key, cache.value, mask=visible[None, None])
+        visible = jnp.arange(cache.max_len)[None, :] <= positions[:, None]  # [T, S]
+        out = cached_attention(q, cache, visible[None, None])
         return self._out(out), cache
 
 

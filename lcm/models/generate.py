@@ -44,7 +44,8 @@ def compiled_steps(
     def start(weights: nnx.State, prompt: jax.Array, first: jax.Array | None) -> State:
         return nnx.merge(graphdef, weights).start(prompt, max_len, first)
 
-    @jax.jit
+    # The state (KV caches) is donated: each step updates it in place instead of copying it.
+    @functools.partial(jax.jit, donate_argnums=1)
     def step(weights: nnx.State, state: State, rng: jax.Array) -> tuple[jax.Array, State]:
         m = nnx.merge(graphdef, weights)
         concept = m.next_concept(state, rng, options)

@@ -4,7 +4,7 @@ Every parameter carries logical axis names ("embed", "mlp", "heads", "vocab", "c
 the trainer maps them to the device mesh.
 """
 
-from lcm.nn.attention import CrossAttention, KVCache, MemoryKV, SelfAttention
+from lcm.nn.attention import CrossAttention, KVCache, MemoryKV, SelfAttention, cached_attention
 from lcm.nn.embeddings import LearnedPositions, TokenEmbedding, apply_rope, sinusoidal_positions
 from lcm.nn.ffn import FfnKind, GeluMlp, SwiGlu, make_ffn
 from lcm.nn.norms import LayerNorm, NormKind, RMSNorm, make_norm
@@ -27,6 +27,7 @@ __all__ = [
     "SwiGlu",
     "TokenEmbedding",
     "apply_rope",
+    "cached_attention",
     "call_block",
     "dropout",
     "kernel_init",

@@ -19,9 +19,12 @@ from lcm.nn.params import kernel_init, partitioned
 class KVCache(NamedTuple):
     """Keys and values of the positions decoded so far (RoPE already applied to keys).
 
+    Heads come before slots, so that attention of new queries reads the cache as stored
+    (a ``[batch, slots, heads, head_dim]`` cache is transposed whole at every step).
+
     Attributes:
-        key: [batch, max_len, heads, head_dim].
-        value: [batch, max_len, heads, head_dim].
+        key: [batch, heads, max_len, head_dim].
+        value: [batch, heads, max_len, head_dim].
     """
 
     key: jax.Array
@@ -32,8 +35,44 @@ class KVCache(NamedTuple):
         cls, batch: int, max_len: int, num_heads: int, head_dim: int, dtype: jnp.dtype
     ) -> KVCache:
         """An empty cache for ``max_len`` positions."""
-        shape = (batch, max_len, num_heads, head_dim)
+        shape = (batch, num_heads, max_len, head_dim)
         return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+    @property
+    def max_len(self) -> int:
+        """Slots in the cache."""
+        return self.key.shape[2]
+
+    def write(self, key: jax.Array, value: jax.Array, index: jax.Array) -> KVCache:
+        """The cache with ``key``/``value`` [B, T, N, H] stored at slots ``index .. index+T-1``."""
+        start = (0, 0, index, 0)
+        return KVCache(
+            jax.lax.dynamic_update_slice(
+                self.key, jnp.swapaxes(key, 1, 2).astype(self.key.dtype), start
+            ),
+            jax.lax.dynamic_update_slice(
+                self.value, jnp.swapaxes(value, 1, 2).astype(self.value.dtype), start
+            ),
+        )
+
+
+def cached_attention(query: jax.Array, cache: KVCache, mask: jax.Array) -> jax.Array:
+    """Attention of new queries to every cache slot, reading the cache in its own layout.
+
+    Args:
+        query: [B, T, N, H] (RoPE applied).
+        cache: Keys and values, [B, N, S, H], the queries' own positions already written.
+        mask: Broadcastable to [B, N, T, S]; True where a query may attend to a slot. Every
+            query row needs at least one True entry.
+
+    Returns:
+        [B, T, N, H].
+    """
+    scale = query.shape[-1] ** -0.5
+    scores = jnp.einsum("btnh,bnsh->bnts", query * scale, cache.key.astype(query.dtype))
+    scores = jnp.where(mask, scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(scores, axis=-1).astype(query.dtype)
+    return jnp.einsum("bnts,bnsh->btnh", weights, cache.value.astype(query.dtype))
 
 
 class MemoryKV(NamedTuple):
@@ -178,13 +217,9 @@ class SelfAttention(nnx.Module):
         """
         positions = index + jnp.arange(x.shape[1])
         q, k, v = self._project(x, positions)
-        start = (0, index, 0, 0)
-        cache = KVCache(
-            jax.lax.dynamic_update_slice(cache.key, k.astype(cache.key.dtype), start),
-            jax.lax.dynamic_update_slice(cache.value, v.astype(cache.value.dtype), start),
-        )
+        cache = cache.write(k, v, index)
         # Cache slots past the newest position hold zeros or stale values: mask them out.
-        slots = jnp.arange(cache.key.shape[1])
+        slots = jnp.arange(cache.max_len)
         mask = (slots[None, :] <= positions[:, None])[None, None]  # [1, 1, T, S]
         if first is not None:
             # Padding queries keep their causal view, so that no query row is empty.
@@ -192,7 +227,7 @@ class SelfAttention(nnx.Module):
                 positions[None, :, None] < first[:, None, None]
             )  # [B, T, S]
             mask = mask & real[:, None]
-        out = jax.nn.dot_product_attention(q, cache.key, cache.value, mask=mask)
+        out = cached_attention(q, cache, mask)
         return self._merge(out), cache
 
 
