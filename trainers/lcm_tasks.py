@@ -21,12 +21,9 @@ from lcm.data.concepts import (
     load_concepts,
 )
 from lcm.data.tasks import TASK_MARKERS
-from lcm.models.base_lcm import BaseLCM, BaseLCMConfig
-from lcm.models.directory import LCMDirConfig, save_lcm
-from lcm.models.one_tower import OneTowerConfig, OneTowerLCM
+from lcm.models.directory import FAMILIES, LCMDirConfig, save_lcm
 from lcm.models.quant import QuantConfig, QuantLCM
 from lcm.models.rvq import fit_rvq, reconstruction_errors
-from lcm.models.two_tower import TwoTowerConfig, TwoTowerLCM
 from trainers.task import DataContext, Task
 
 log = logging.getLogger(__name__)
@@ -108,38 +105,24 @@ def _build_quant(model: QuantConfig, data: ConceptDataConfig, rngs: nnx.Rngs) ->
     return QuantLCM(model, quant_codebooks(model, data), rngs)
 
 
-BASE_LCM = Task(
-    name="base_lcm",
-    model_config=BaseLCMConfig,
-    data_config=ConceptDataConfig,
-    build_model=lambda model, data, rngs: BaseLCM(model, concept_dim(data), rngs),
-    build_data=concept_source,
-    export=_export("base_lcm"),
-)
+def _family_task(family: str, build_model: Callable[..., nnx.Module] | None = None) -> Task:
+    """The trainer task of an LCM family of :data:`~lcm.models.directory.FAMILIES`."""
+    model_config, build = FAMILIES[family]
 
-TWO_TOWER = Task(
-    name="two_tower",
-    model_config=TwoTowerConfig,
-    data_config=ConceptDataConfig,
-    build_model=lambda model, data, rngs: TwoTowerLCM(model, concept_dim(data), rngs),
-    build_data=concept_source,
-    export=_export("two_tower"),
-)
+    def build_with_data_dim(model: Any, data: ConceptDataConfig, rngs: nnx.Rngs) -> nnx.Module:
+        return build(model, concept_dim(data), rngs)
 
-ONE_TOWER = Task(
-    name="one_tower",
-    model_config=OneTowerConfig,
-    data_config=ConceptDataConfig,
-    build_model=lambda model, data, rngs: OneTowerLCM(model, concept_dim(data), rngs),
-    build_data=concept_source,
-    export=_export("one_tower"),
-)
+    return Task(
+        name=family,
+        model_config=model_config,
+        data_config=ConceptDataConfig,
+        build_model=build_model or build_with_data_dim,
+        build_data=concept_source,
+        export=_export(family),
+    )
 
-QUANT_LCM = Task(
-    name="quant_lcm",
-    model_config=QuantConfig,
-    data_config=ConceptDataConfig,
-    build_model=_build_quant,
-    build_data=concept_source,
-    export=_export("quant_lcm"),
-)
+
+BASE_LCM = _family_task("base_lcm")
+TWO_TOWER = _family_task("two_tower")
+ONE_TOWER = _family_task("one_tower")
+QUANT_LCM = _family_task("quant_lcm", build_model=_build_quant)
