@@ -12,12 +12,14 @@ from lcm.nn import (
     CrossAttention,
     DecoderBlock,
     EncoderBlock,
+    KVCache,
     LayerNorm,
     LearnedPositions,
     RMSNorm,
     SelfAttention,
     TokenEmbedding,
     apply_rope,
+    cached_attention,
     dropout,
     make_ffn,
     sinusoidal_positions,
@@ -47,6 +49,25 @@ def test_kv_cache_decoding_equals_full_causal_pass(cross: bool) -> None:
         out, cache = decode(x[:, i : i + 1], cache, jnp.int32(i))
         outs.append(out)
     np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, atol=1e-5)
+
+
+def test_cached_attention_equals_dot_product_attention_and_writes_in_place() -> None:
+    """Queries against a [batch, heads, slots, head_dim] cache give what
+    ``jax.nn.dot_product_attention`` gives on [batch, slots, heads, head_dim] keys, under a
+    per-row mask; ``write`` stores new keys at their slots and leaves the others alone."""
+    b, t, s, n, h = 3, 2, 7, HEADS, 8
+    q, k, v = _x(1, (b, t, n, h)), _x(2, (b, s, n, h)), _x(3, (b, s, n, h))
+    mask = jax.random.bernoulli(jax.random.key(4), 0.6, (b, 1, t, s)).at[..., 0].set(True)
+    cache = KVCache(jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2))
+    want = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    np.testing.assert_allclose(cached_attention(q, cache, mask), want, rtol=1e-5, atol=1e-6)
+
+    empty = KVCache.zeros(b, s, n, h, jnp.float32)
+    assert empty.key.shape == (b, n, s, h) and empty.max_len == s
+    written = empty.write(k[:, 2:5], v[:, 2:5], jnp.int32(2))
+    np.testing.assert_array_equal(written.key[:, :, 2:5], jnp.swapaxes(k[:, 2:5], 1, 2))
+    np.testing.assert_array_equal(written.value[:, :, 2:5], jnp.swapaxes(v[:, 2:5], 1, 2))
+    assert not np.any(written.key[:, :, :2]) and not np.any(written.value[:, :, 5:])
 
 
 def test_causal_self_attention_ignores_the_future() -> None:
