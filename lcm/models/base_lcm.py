@@ -17,10 +17,9 @@ from flax import nnx
 
 from lcm.models.common import causal_segment_mask, regression_loss, target_mask
 from lcm.models.config import TransformerConfig
+from lcm.models.layers import causal_transformer, postnet, prenet
 from lcm.models.protocols import Batch, SamplingOptions
 from lcm.nn.attention import KVCache
-from lcm.nn.masked_transformer import MaskedTransformer
-from lcm.nn.params import kernel_init, partitioned
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,28 +80,9 @@ class BaseLCM(nnx.Module):
 
     def __init__(self, cfg: BaseLCMConfig, concept_dim: int, rngs: nnx.Rngs):
         self.concept_dim = concept_dim
-        self.prenet = nnx.Linear(
-            concept_dim,
-            cfg.d_model,
-            kernel_init=partitioned(kernel_init(), ("concept", "embed")),
-            rngs=rngs,
-        )
-        self.decoder = MaskedTransformer(
-            cfg.d_model,
-            cfg.decoder.num_layers,
-            cfg.decoder.num_heads,
-            cfg.decoder.mlp_dim,
-            rope_base=cfg.rope_base,
-            dropout_rate=cfg.decoder.dropout,
-            remat=cfg.decoder.remat,
-            rngs=rngs,
-        )
-        self.postnet = nnx.Linear(
-            cfg.d_model,
-            concept_dim,
-            kernel_init=partitioned(kernel_init(), ("embed", "concept")),
-            rngs=rngs,
-        )
+        self.prenet = prenet(concept_dim, cfg.d_model, rngs)
+        self.decoder = causal_transformer(cfg.d_model, cfg.decoder, cfg.rope_base, rngs)
+        self.postnet = postnet(cfg.d_model, concept_dim, rngs)
 
     def __call__(self, batch: Batch, rng: jax.Array | None = None) -> jax.Array:
         """Prediction of concept ``t + 1`` at every position: [B, T, D]."""

@@ -36,10 +36,9 @@ from lcm.models.common import (
 from lcm.models.config import TransformerConfig
 from lcm.models.diffusion.ddim import DDIMSampler
 from lcm.models.diffusion.schedules import ScheduleConfig, add_noise, discretize
+from lcm.models.layers import causal_transformer, postnet, prenet
 from lcm.models.protocols import Batch, SamplingOptions
 from lcm.nn.attention import KVCache
-from lcm.nn.masked_transformer import MaskedTransformer
-from lcm.nn.params import kernel_init, partitioned
 from lcm.nn.timestep import TimestepEmbedding
 
 CLEAN_TIMESTEP = -1  # the timestep embedded for clean (un-noised) concepts
@@ -119,29 +118,10 @@ class OneTowerLCM(nnx.Module):
         self.concept_dim = concept_dim
         self.schedule_cfg = cfg.schedule
         self.cfg_drop_prob = cfg.cfg_drop_prob
-        self.prenet = nnx.Linear(
-            concept_dim,
-            cfg.d_model,
-            kernel_init=partitioned(kernel_init(), ("concept", "embed")),
-            rngs=rngs,
-        )
+        self.prenet = prenet(concept_dim, cfg.d_model, rngs)
         self.time = TimestepEmbedding(cfg.d_model, rngs=rngs)
-        self.decoder = MaskedTransformer(
-            cfg.d_model,
-            cfg.decoder.num_layers,
-            cfg.decoder.num_heads,
-            cfg.decoder.mlp_dim,
-            rope_base=cfg.rope_base,
-            dropout_rate=cfg.decoder.dropout,
-            remat=cfg.decoder.remat,
-            rngs=rngs,
-        )
-        self.postnet = nnx.Linear(
-            cfg.d_model,
-            concept_dim,
-            kernel_init=partitioned(kernel_init(), ("embed", "concept")),
-            rngs=rngs,
-        )
+        self.decoder = causal_transformer(cfg.d_model, cfg.decoder, cfg.rope_base, rngs)
+        self.postnet = postnet(cfg.d_model, concept_dim, rngs)
 
     def _embed(self, x: jax.Array, t: jax.Array | int) -> jax.Array:
         """Input embedding of concepts ``x`` [..., D] at timesteps ``t`` [...] or scalar."""

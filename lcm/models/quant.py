@@ -28,11 +28,11 @@ from flax import nnx
 from lcm.models.base_lcm import next_concept_targets
 from lcm.models.common import causal_segment_mask, masked_mean, position_keys
 from lcm.models.config import TransformerConfig
+from lcm.models.layers import causal_transformer, prenet
 from lcm.models.protocols import Batch, SamplingOptions
 from lcm.models.rvq import rvq_decode, rvq_encode, rvq_partial_sums, sq_distances
 from lcm.nn.attention import KVCache
 from lcm.nn.ffn import SwiGlu
-from lcm.nn.masked_transformer import MaskedTransformer
 from lcm.nn.norms import RMSNorm
 from lcm.nn.params import kernel_init, param, partitioned
 
@@ -108,22 +108,9 @@ class QuantLCM(nnx.Module):
         self.variant = cfg.variant
         self.codebooks = Codebooks(jnp.asarray(codebooks, jnp.float32))
         width = cfg.d_model
-        self.prenet = nnx.Linear(
-            d, width, kernel_init=partitioned(kernel_init(), ("concept", "embed")), rngs=rngs
-        )
-        self.decoder = MaskedTransformer(
-            width,
-            cfg.decoder.num_layers,
-            cfg.decoder.num_heads,
-            cfg.decoder.mlp_dim,
-            rope_base=cfg.rope_base,
-            dropout_rate=cfg.decoder.dropout,
-            remat=cfg.decoder.remat,
-            rngs=rngs,
-        )
-        self.depth_in = nnx.Linear(
-            d, width, kernel_init=partitioned(kernel_init(), ("concept", "embed")), rngs=rngs
-        )
+        self.prenet = prenet(d, width, rngs)
+        self.decoder = causal_transformer(width, cfg.decoder, cfg.rope_base, rngs)
+        self.depth_in = prenet(d, width, rngs)
         self.depth_embed = param(
             nnx.initializers.normal(0.02)(rngs.params(), (k, width)), (None, "embed")
         )

@@ -32,10 +32,9 @@ from lcm.models.config import TransformerConfig
 from lcm.models.diffusion.ddim import DDIMSampler
 from lcm.models.diffusion.denoiser import Denoiser
 from lcm.models.diffusion.schedules import ScheduleConfig, add_noise, discretize
+from lcm.models.layers import causal_transformer, prenet
 from lcm.models.protocols import Batch, SamplingOptions
 from lcm.nn.attention import KVCache
-from lcm.nn.masked_transformer import MaskedTransformer
-from lcm.nn.params import kernel_init, partitioned
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,22 +91,8 @@ class TwoTowerLCM(nnx.Module):
         self.concept_dim = concept_dim
         self.schedule_cfg = cfg.schedule
         self.cfg_drop_prob = cfg.cfg_drop_prob
-        self.prenet = nnx.Linear(
-            concept_dim,
-            cfg.d_model,
-            kernel_init=partitioned(kernel_init(), ("concept", "embed")),
-            rngs=rngs,
-        )
-        self.contextualizer = MaskedTransformer(
-            cfg.d_model,
-            cfg.context.num_layers,
-            cfg.context.num_heads,
-            cfg.context.mlp_dim,
-            rope_base=cfg.rope_base,
-            dropout_rate=cfg.context.dropout,
-            remat=cfg.context.remat,
-            rngs=rngs,
-        )
+        self.prenet = prenet(concept_dim, cfg.d_model, rngs)
+        self.contextualizer = causal_transformer(cfg.d_model, cfg.context, cfg.rope_base, rngs)
         self.denoiser = Denoiser(concept_dim, cfg.d_model, cfg.denoiser, rngs)
 
     def encode(self, batch: Batch, rng: jax.Array | None = None) -> jax.Array:
