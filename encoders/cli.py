@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from encoders.codec import load
+from encoders.codec import ENCODE_PRECISIONS, load
 from lcm.io import write_bytes_atomic
 
 
@@ -78,12 +78,20 @@ def encode_main(argv: Sequence[str]) -> int:
     parser.add_argument("--model", default="default", help="'default' or a model directory")
     parser.add_argument("--column", default="embedding", help="Parquet vector column name")
     parser.add_argument("--lang", help="language of the text, SONAR models only (eng_Latn, ...)")
+    parser.add_argument(
+        "--precision",
+        choices=ENCODE_PRECISIONS,
+        default="float32",
+        help="matrix products in float32, or bfloat16 (faster on CPUs with avx512_bf16; "
+        "vectors within about 0.3%%)",
+    )
     args = parser.parse_args(argv)
     try:
         if not args.output.endswith((".npy", ".parquet")):
             raise ValueError(f"output {args.output}: use a .npy or .parquet file name")
         lines = _read_lines(args.input)
-        vectors = load(args.model, source_lang=args.lang).encode(lines)
+        codec = load(args.model, source_lang=args.lang, encode_precision=args.precision)
+        vectors = codec.encode(lines)
         _write_vectors(args.output, vectors, lines, args.column)
     except (FileNotFoundError, ValueError) as e:
         print(f"lcm encode: {e}", file=sys.stderr)

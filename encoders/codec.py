@@ -51,6 +51,13 @@ DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 # of 4 tokens up to 32 keep the padding of a typical corpus near 20% (30% with steps of 8).
 LENGTH_BUCKETS = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256)
 BATCH_SIZES = (1, 8, 32, 64)
+# Most sentences per encoder call. Chunks of 32 length-sorted sentences pad less and keep the
+# activations in cache: the shipped codec encodes 850-900 sentences/s this way on this project's
+# 2-core CPU against 730/s in chunks of 128 (decoding, a loop over tokens, gains from larger
+# batches and keeps ``batch_size``).
+ENCODE_BATCH = 32
+EncodePrecision = Literal["float32", "bfloat16"]
+ENCODE_PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 
 def _ladder(sizes: Sequence[int], top: int) -> tuple[int, ...]:
@@ -105,13 +112,26 @@ class Codec:
     Args:
         model: A (trained) codec model.
         tokenizer: Its tokenizer.
-        batch_size: Most sentences per jitted call.
+        batch_size: Most sentences per jitted call (``encode`` uses at most
+            ``ENCODE_BATCH`` of them).
+        encode_precision: "float32", or "bfloat16" to encode with the encoder's matrix
+            products rounded to bfloat16 (float32 accumulation, everything else float32):
+            1.4-1.6x faster on a CPU with avx512_bf16, vectors within about 0.3% (relative
+            L2) of the float32 ones. Decoding is always float32.
 
     Raises:
-        ValueError: If the tokenizer and the model disagree on the vocabulary size.
+        ValueError: If the tokenizer and the model disagree on the vocabulary size, or for
+            an unknown ``encode_precision``.
     """
 
-    def __init__(self, model: CodecModel, tokenizer: Tokenizer, *, batch_size: int = 128):
+    def __init__(
+        self,
+        model: CodecModel,
+        tokenizer: Tokenizer,
+        *,
+        batch_size: int = 128,
+        encode_precision: EncodePrecision = "float32",
+    ):
         if tokenizer.vocab_size != model.config.vocab_size:
             raise ValueError(
                 f"tokenizer has {tokenizer.vocab_size} ids but the model config says "
@@ -127,6 +147,18 @@ class Codec:
             static_argnames=("max_len", "beam_size"),
         )
         self._lengths = _ladder(LENGTH_BUCKETS, self.config.max_len)
+        self.encode_precision = encode_precision
+
+    @property
+    def encode_precision(self) -> EncodePrecision:
+        """Precision of the encoder's matrix products: "float32" or "bfloat16"."""
+        return self._encode_precision
+
+    @encode_precision.setter
+    def encode_precision(self, value: EncodePrecision) -> None:
+        if value not in ENCODE_PRECISIONS:
+            raise ValueError(f"encode_precision must be one of {ENCODE_PRECISIONS}, got {value!r}")
+        self._encode_precision = value
 
     @property
     def dim(self) -> int:
@@ -176,16 +208,22 @@ class Codec:
             return out
         lengths = np.array([len(r) for r in rows])
         order = np.argsort(lengths, kind="stable")
-        rows_ladder = _ladder(BATCH_SIZES, self.batch_size)
+        batch = min(self.batch_size, ENCODE_BATCH)
+        rows_ladder = _ladder(BATCH_SIZES, batch)
         pending = []
-        # Dispatch every chunk before reading any result, so host-side padding overlaps compute.
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            shape = (_fit(rows_ladder, len(idx)), _fit(self._lengths, lengths[idx[-1]]))
-            tokens = np.full(shape, PAD_ID, np.int32)
-            for row, i in enumerate(idx):
-                tokens[row, : len(rows[i])] = rows[i]
-            pending.append((idx, self._encode(self._state, tokens)))
+        # "bfloat16" is JAX's matmul-precision switch, which lcm.nn.matmul honours on CPU too;
+        # the jit cache keys on it, so both precisions can be used in one process.
+        with jax.default_matmul_precision(
+            "bfloat16" if self.encode_precision == "bfloat16" else None
+        ):
+            # Dispatch every chunk before reading any result: host-side padding overlaps compute.
+            for start in range(0, len(order), batch):
+                idx = order[start : start + batch]
+                shape = (_fit(rows_ladder, len(idx)), _fit(self._lengths, lengths[idx[-1]]))
+                tokens = np.full(shape, PAD_ID, np.int32)
+                for row, i in enumerate(idx):
+                    tokens[row, : len(rows[i])] = rows[i]
+                pending.append((idx, self._encode(self._state, tokens)))
         for idx, vectors in pending:
             out[idx] = np.asarray(vectors)[: len(idx)]
         return out
@@ -378,6 +416,7 @@ def load(
     batch_size: int = 128,
     source_lang: str | None = None,
     target_lang: str | None = None,
+    encode_precision: EncodePrecision = "float32",
 ) -> Codec:
     """Load a codec: ``"default"`` (shipped inside the package) or a model directory path.
 
@@ -390,15 +429,29 @@ def load(
         source_lang: Language of the sentences ``encode`` reads (SONAR codecs only, e.g.
             "fra_Latn"; default: the model's, "eng_Latn" for SONAR).
         target_lang: Language ``decode`` writes (SONAR codecs only).
+        encode_precision: "float32", or "bfloat16" for faster encoding with bfloat16 matrix
+            products (see :class:`Codec`).
 
     Raises:
         FileNotFoundError: If the default codec is not shipped yet or the path is missing.
         ValueError: For a language option on a codec without languages, or an unknown one.
     """
+    codec = _load(name_or_path, batch_size, source_lang, target_lang)
+    codec.encode_precision = encode_precision
+    return codec
+
+
+def _load(
+    name_or_path: str | os.PathLike[str],
+    batch_size: int,
+    source_lang: str | None,
+    target_lang: str | None,
+) -> Codec:
+    """:func:`load` before the precision setting."""
     if source_lang is not None or target_lang is not None:
         from encoders.sonar import SonarCodec
 
-        codec = load(name_or_path, batch_size=batch_size)
+        codec = _load(name_or_path, batch_size, None, None)
         if not isinstance(codec, SonarCodec):
             raise ValueError(
                 f"{name_or_path}: source_lang/target_lang apply to SONAR codecs only (this "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.codec import Codec
+from encoders.codec import ENCODE_PRECISIONS, Codec
 from lcm.io import write_text_atomic
 
 
@@ -213,10 +213,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-source", type=int, default=200, help="sentences per source")
     parser.add_argument("--noise", type=float, nargs="*", default=[0.1], help="relative norms")
     parser.add_argument("--beam-size", type=int, default=1)
+    parser.add_argument(
+        "--encode-precision",
+        choices=ENCODE_PRECISIONS,
+        default="float32",
+        help="precision of the encoder's matrix products (see encoders.load)",
+    )
     parser.add_argument("--json", help="also write the report as JSON here")
     args = parser.parse_args(argv)
     try:
         codec, step = load_codec(args.model)
+        codec.encode_precision = args.encode_precision
         sentences, sources = load_heldout(args.data, args.split, args.max_words, args.per_source)
     except (FileNotFoundError, ValueError) as e:
         print(f"lcm eval-codec: {e}", file=sys.stderr)

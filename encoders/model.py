@@ -27,6 +27,7 @@ from lcm.nn import (
     dropout,
     kernel_init,
     make_norm,
+    matmul,
     partitioned,
     sinusoidal_positions,
     split_rng,
@@ -46,6 +47,7 @@ def _projection(
     return nnx.Linear(
         d_in,
         d_out,
+        dot_general=matmul.dot_general,
         dtype=dtype,
         kernel_init=partitioned(kernel_init(), names),
         bias_init=partitioned(nnx.initializers.zeros, names[1:]),

@@ -54,13 +54,22 @@ from encoders.codec import (
     TOKENIZER_FILE,
     WEIGHTS_FILE,
     Codec,
+    EncodePrecision,
     _encode_impl,
     _ladder,
     check_sentences,
 )
 from lcm.config import ConfigError, from_dict, read_yaml
 from lcm.io import write_bytes_atomic
-from lcm.nn import KVCache, LayerNorm, TokenEmbedding, cached_attention, kernel_init, partitioned
+from lcm.nn import (
+    KVCache,
+    LayerNorm,
+    TokenEmbedding,
+    cached_attention,
+    kernel_init,
+    matmul,
+    partitioned,
+)
 from lcm.nn.weights import build_with_weights, load_weights
 
 logger = logging.getLogger(__name__)
@@ -260,6 +269,7 @@ def _dense(
     return nnx.Linear(
         d_in,
         d_out,
+        dot_general=matmul.dot_general,
         dtype=dtype,
         kernel_init=partitioned(kernel_init(), names),
         bias_init=partitioned(nnx.initializers.zeros, names[1:]),
@@ -879,6 +889,7 @@ class SonarCodec(Codec):
         batch_size: Most sentences per jitted call.
         source_lang: Language ``encode`` reads.
         target_lang: Language ``decode`` writes.
+        encode_precision: As for :class:`~encoders.codec.Codec`.
 
     Raises:
         ValueError: If the tokenizer's size or languages do not match the model's.
@@ -895,6 +906,7 @@ class SonarCodec(Codec):
         batch_size: int = 128,
         source_lang: str | None = None,
         target_lang: str | None = None,
+        encode_precision: EncodePrecision = "float32",
     ):
         cfg = model.config
         if tokenizer.vocab_size != cfg.vocab_size:
@@ -914,6 +926,7 @@ class SonarCodec(Codec):
             static_argnames=("max_len", "beam_size"),
         )
         self._lengths = _ladder(LENGTH_BUCKETS, cfg.max_len)
+        self.encode_precision = encode_precision
         self.source_lang = self.target_lang = cfg.default_lang
         self.set_languages(source=source_lang, target=target_lang)
 

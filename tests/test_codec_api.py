@@ -211,3 +211,32 @@ def test_cli_reports_bad_input(model_dir, tmp_path, capsys) -> None:
     np.save(bad, np.zeros((2, 7), np.float32))
     assert decode_main([str(bad), "--model", str(model_dir)]) == 2
     assert "shape [N, 32]" in capsys.readouterr().err
+
+
+def test_bfloat16_encoding_is_close_to_float32_and_can_be_switched_back(codec: Codec) -> None:
+    exact = codec.encode(MEMORIZED)
+    codec.encode_precision = "bfloat16"
+    try:
+        fast = codec.encode(MEMORIZED)
+        alone = codec.encode([MEMORIZED[3]])
+    finally:
+        codec.encode_precision = "float32"
+    rel = np.linalg.norm(fast - exact, axis=1) / np.linalg.norm(exact, axis=1)
+    assert fast.dtype == np.float32
+    assert 0 < rel.max() < 2e-2, rel  # rounded products, but the same vectors
+    np.testing.assert_allclose(alone[0], fast[3], atol=1e-5)
+    assert codec.decode(fast) == MEMORIZED
+    np.testing.assert_array_equal(codec.encode(MEMORIZED), exact)  # float32 again, exactly
+    with pytest.raises(ValueError, match="encode_precision must be one of"):
+        codec.encode_precision = "float16"
+
+
+def test_load_and_cli_take_the_encode_precision(model_dir, tmp_path) -> None:
+    loaded = encoders.load(model_dir, encode_precision="bfloat16")
+    assert loaded.encode_precision == "bfloat16"
+    text = tmp_path / "in.txt"
+    text.write_text("\n".join(MEMORIZED) + "\n")
+    out = tmp_path / "v.npy"
+    args = [str(text), "-o", str(out), "--model", str(model_dir), "--precision", "bfloat16"]
+    assert encode_main(args) == 0
+    np.testing.assert_array_equal(np.load(out), loaded.encode(MEMORIZED))

@@ -127,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="sentences per codec call (several documents together)",
     )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="the encoder's matrix products in float32, or bfloat16 (faster on CPUs with "
+        "avx512_bf16; vectors within about 0.3%%)",
+    )
     p.add_argument("--docs-per-shard", type=_positive, default=10_000, metavar="N")
     p.add_argument("--overwrite", action="store_true", help="replace shards already in DIR")
     p.add_argument(
@@ -274,11 +281,11 @@ def _cmd_build_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_codec(name: str) -> SentenceEncoder:
+def _load_codec(name: str, precision: str = "float32") -> SentenceEncoder:
     """The codec ``name`` (imported only here: loading it pulls in the model code)."""
     import encoders
 
-    return encoders.load(name)
+    return encoders.load(name, encode_precision=precision)
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
@@ -286,7 +293,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from lcm.data.readers import DataError
 
     try:
-        codec = _load_codec(args.codec)
+        codec = _load_codec(args.codec, args.precision)
         result = embed_shards(
             args.shards,
             args.out,

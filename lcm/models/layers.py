@@ -6,6 +6,7 @@ from __future__ import annotations
 from flax import nnx
 
 from lcm.models.config import TransformerConfig
+from lcm.nn import matmul
 from lcm.nn.masked_transformer import MaskedTransformer
 from lcm.nn.params import kernel_init, partitioned
 
@@ -15,6 +16,7 @@ def prenet(concept_dim: int, d_model: int, rngs: nnx.Rngs) -> nnx.Linear:
     return nnx.Linear(
         concept_dim,
         d_model,
+        dot_general=matmul.dot_general,
         kernel_init=partitioned(kernel_init(), ("concept", "embed")),
         rngs=rngs,
     )
@@ -25,6 +27,7 @@ def postnet(d_model: int, concept_dim: int, rngs: nnx.Rngs) -> nnx.Linear:
     return nnx.Linear(
         d_model,
         concept_dim,
+        dot_general=matmul.dot_general,
         kernel_init=partitioned(kernel_init(), ("embed", "concept")),
         rngs=rngs,
     )

@@ -31,6 +31,7 @@ from lcm.models.config import TransformerConfig
 from lcm.models.layers import causal_transformer, prenet
 from lcm.models.protocols import Batch, SamplingOptions
 from lcm.models.rvq import rvq_decode, rvq_encode, rvq_partial_sums, sq_distances
+from lcm.nn import matmul
 from lcm.nn.attention import KVCache
 from lcm.nn.ffn import SwiGlu
 from lcm.nn.norms import RMSNorm
@@ -122,7 +123,11 @@ class QuantLCM(nnx.Module):
             self.unit_logits = param(init, (None, "embed", "vocab"))
         else:
             self.residual_out = nnx.Linear(
-                width, d, kernel_init=partitioned(kernel_init(), ("embed", "concept")), rngs=rngs
+                width,
+                d,
+                dot_general=matmul.dot_general,
+                kernel_init=partitioned(kernel_init(), ("embed", "concept")),
+                rngs=rngs,
             )
 
     def quantize(self, x: jax.Array) -> jax.Array:

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lcm.nn import matmul
 from lcm.nn.params import partitioned
 
 
@@ -59,6 +60,7 @@ class AdaLNModulator(nnx.Module):
         self.proj = nnx.Linear(
             cond_dim,
             3 * num_sublayers * dim,
+            dot_general=matmul.dot_general,
             dtype=dtype,
             param_dtype=param_dtype,
             kernel_init=partitioned(nnx.initializers.zeros_init(), ("embed", None)),

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lcm.nn import matmul
 from lcm.nn.embeddings import apply_rope
 from lcm.nn.params import kernel_init, partitioned
 
@@ -101,6 +102,7 @@ def _linear(
     return nnx.Linear(
         d_in,
         d_out,
+        dot_general=matmul.dot_general,
         use_bias=False,
         dtype=dtype,
         param_dtype=param_dtype,
@@ -144,6 +146,7 @@ class SelfAttention(nnx.Module):
         self.qkv = nnx.Einsum(
             "...d,dkh->...kh",
             (d_model, 3, inner),
+            einsum_op=matmul.einsum,
             dtype=dtype,
             param_dtype=param_dtype,
             kernel_init=partitioned(kernel_init(batch_axis=(1,)), ("embed", None, "heads")),
@@ -275,6 +278,7 @@ class CrossAttention(nnx.Module):
             self.key_value = nnx.Einsum(
                 "...d,dkh->...kh",
                 (memory_dim, 2, inner),
+                einsum_op=matmul.einsum,
                 dtype=dtype,
                 param_dtype=param_dtype,
                 kernel_init=partitioned(kernel_init(batch_axis=(1,)), ("embed", None, "heads")),

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lcm.nn import matmul
 from lcm.nn.params import kernel_init, partitioned
 
 FfnKind = Literal["gelu", "swiglu"]
@@ -38,6 +39,7 @@ class GeluMlp(nnx.Module):
         self.up = nnx.Linear(
             d_model,
             hidden,
+            dot_general=matmul.dot_general,
             use_bias=False,
             dtype=dtype,
             param_dtype=param_dtype,
@@ -47,6 +49,7 @@ class GeluMlp(nnx.Module):
         self.down = nnx.Linear(
             hidden,
             d_model,
+            dot_general=matmul.dot_general,
             use_bias=False,
             dtype=dtype,
             param_dtype=param_dtype,
@@ -81,6 +84,7 @@ class SwiGlu(nnx.Module):
         self.gate_up = nnx.Einsum(
             "...d,dkf->...kf",
             (d_model, 2, hidden),
+            einsum_op=matmul.einsum,
             dtype=dtype,
             param_dtype=param_dtype,
             kernel_init=partitioned(kernel_init(batch_axis=(1,)), ("embed", None, "mlp")),
@@ -89,6 +93,7 @@ class SwiGlu(nnx.Module):
         self.down = nnx.Linear(
             hidden,
             d_model,
+            dot_general=matmul.dot_general,
             use_bias=False,
             dtype=dtype,
             param_dtype=param_dtype,
@@ -114,7 +119,7 @@ class SwiGlu(nnx.Module):
             x2, kernel = self.gate_up.promote_dtype(
                 (x2, self.gate_up.kernel[...]), dtype=self.gate_up.dtype
             )
-            gate, up = x2 @ kernel[:, 0], x2 @ kernel[:, 1]
+            gate, up = matmul.matmul(x2, kernel[:, 0]), matmul.matmul(x2, kernel[:, 1])
         return self.down(jax.nn.silu(gate) * up).reshape(x.shape)
 
 

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lcm.nn import matmul
 from lcm.nn.embeddings import sinusoidal_positions
 from lcm.nn.params import kernel_init, partitioned
 
@@ -33,10 +34,18 @@ class TimestepEmbedding(nnx.Module):
         self.frequency_dim = frequency_dim
         kw = {"dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
         self.hidden = nnx.Linear(
-            frequency_dim, dim, kernel_init=partitioned(kernel_init(), (None, "embed")), **kw
+            frequency_dim,
+            dim,
+            dot_general=matmul.dot_general,
+            kernel_init=partitioned(kernel_init(), (None, "embed")),
+            **kw,
         )
         self.out = nnx.Linear(
-            dim, dim, kernel_init=partitioned(kernel_init(), ("embed", None)), **kw
+            dim,
+            dim,
+            dot_general=matmul.dot_general,
+            kernel_init=partitioned(kernel_init(), ("embed", None)),
+            **kw,
         )
 
     def __call__(self, t: jax.Array) -> jax.Array:

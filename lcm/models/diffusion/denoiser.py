@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcm.models.config import TransformerConfig
+from lcm.nn import matmul
 from lcm.nn.adaln import AdaLNModulator, modulate
 from lcm.nn.attention import CrossAttention, MemoryKV
 from lcm.nn.ffn import SwiGlu
@@ -118,6 +119,7 @@ class Denoiser(nnx.Module):
         self.in_proj = nnx.Linear(
             concept_dim,
             d_model,
+            dot_general=matmul.dot_general,
             kernel_init=partitioned(kernel_init(), ("concept", "embed")),
             rngs=rngs,
         )
@@ -139,6 +141,7 @@ class Denoiser(nnx.Module):
         self.out_proj = nnx.Linear(
             d_model,
             concept_dim,
+            dot_general=matmul.dot_general,
             kernel_init=partitioned(kernel_init(), ("embed", "concept")),
             rngs=rngs,
         )
