@@ -20,6 +20,7 @@ Model directory format (what ``load`` opens and ``Codec.save`` writes): ``config
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -51,10 +52,10 @@ DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 # of 4 tokens up to 32 keep the padding of a typical corpus near 20% (30% with steps of 8).
 LENGTH_BUCKETS = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256)
 BATCH_SIZES = (1, 8, 32, 64)
-# Most sentences per encoder call. Chunks of 32 length-sorted sentences pad less and keep the
-# activations in cache: the shipped codec encodes 850-900 sentences/s this way on this project's
-# 2-core CPU against 730/s in chunks of 128 (decoding, a loop over tokens, gains from larger
-# batches and keeps ``batch_size``).
+# Most sentences per encoder call on CPU. Chunks of 32 length-sorted sentences pad less and keep
+# the activations in cache: the shipped codec encodes 850-900 sentences/s this way on this
+# project's 2-core CPU against 730/s in chunks of 128 (decoding, a loop over tokens, gains from
+# larger batches and keeps ``batch_size``, as does encoding on an accelerator).
 ENCODE_BATCH = 32
 EncodePrecision = Literal["float32", "bfloat16"]
 ENCODE_PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
@@ -112,12 +113,14 @@ class Codec:
     Args:
         model: A (trained) codec model.
         tokenizer: Its tokenizer.
-        batch_size: Most sentences per jitted call (``encode`` uses at most
+        batch_size: Most sentences per jitted call (on CPU, ``encode`` uses at most
             ``ENCODE_BATCH`` of them).
-        encode_precision: "float32", or "bfloat16" to encode with the encoder's matrix
-            products rounded to bfloat16 (float32 accumulation, everything else float32):
-            1.4-1.6x faster on a CPU with avx512_bf16, vectors within about 0.3% (relative
-            L2) of the float32 ones. Decoding is always float32.
+        encode_precision: "float32", or "bfloat16" to encode under
+            ``jax.default_matmul_precision("bfloat16")``: on CPU the encoder's matrix products
+            are rounded to bfloat16 (float32 accumulation, everything else float32), 1.4-1.6x
+            faster on a CPU with avx512_bf16, vectors within about 0.3% (relative L2) of the
+            float32 ones; on an accelerator XLA applies its own meaning of that setting.
+            Decoding is not affected.
 
     Raises:
         ValueError: If the tokenizer and the model disagree on the vocabulary size, or for
@@ -208,14 +211,19 @@ class Codec:
             return out
         lengths = np.array([len(r) for r in rows])
         order = np.argsort(lengths, kind="stable")
-        batch = min(self.batch_size, ENCODE_BATCH)
+        on_cpu = jax.default_backend() == "cpu"
+        batch = min(self.batch_size, ENCODE_BATCH) if on_cpu else self.batch_size
         rows_ladder = _ladder(BATCH_SIZES, batch)
         pending = []
         # "bfloat16" is JAX's matmul-precision switch, which lcm.nn.matmul honours on CPU too;
-        # the jit cache keys on it, so both precisions can be used in one process.
-        with jax.default_matmul_precision(
-            "bfloat16" if self.encode_precision == "bfloat16" else None
-        ):
+        # the jit cache keys on it, so both precisions can be used in one process. "float32"
+        # leaves the process's own setting alone.
+        precision = (
+            jax.default_matmul_precision("bfloat16")
+            if self.encode_precision == "bfloat16"
+            else contextlib.nullcontext()
+        )
+        with precision:
             # Dispatch every chunk before reading any result: host-side padding overlaps compute.
             for start in range(0, len(order), batch):
                 idx = order[start : start + batch]

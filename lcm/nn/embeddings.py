@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lcm.nn import matmul
 from lcm.nn.params import param
 
 
@@ -41,10 +42,7 @@ class TokenEmbedding(nnx.Module):
     def attend(self, x: jax.Array) -> jax.Array:
         """Tied output logits: ``x`` [..., dim] -> [..., vocab] in float32."""
         table = self.embedding[...].astype(self.dtype)
-        # Accumulated and returned in float32 (also XLA:CPU's fast bfloat16 kernel).
-        return jnp.einsum(
-            "...d,vd->...v", x.astype(self.dtype), table, preferred_element_type=jnp.float32
-        )
+        return matmul.einsum("...d,vd->...v", x.astype(self.dtype), table).astype(jnp.float32)
 
 
 class LearnedPositions(nnx.Module):

@@ -5,8 +5,9 @@ Two cases use it:
 * low-precision operands (a model whose compute dtype is bfloat16);
 * float32 operands under ``jax.default_matmul_precision("bfloat16")``: JAX's own switch for
   single-pass bfloat16 products with float32 accumulation, which XLA:CPU otherwise ignores.
-  Here the operands are rounded to bfloat16 and the float32 result is kept, everything around
-  the products stays float32 (``Codec.encode`` offers this as ``encode_precision``).
+  On CPU the operands are then rounded to bfloat16 and the product stays float32, as does
+  everything around it (``Codec.encode`` offers this as ``encode_precision``). Meant for
+  inference: the gradients of such a product come back rounded to bfloat16.
 
 XLA:CPU runs a ``bfloat16 x bfloat16 -> bfloat16`` dot on a slow path: on this project's CPU
 (AMD EPYC with avx512_bf16) a [2048, 256] x [256, 1024] product runs at 168 GFLOP/s, no faster
@@ -15,8 +16,8 @@ and runs at 292 GFLOP/s (303 with the conversion back to bfloat16). On CPU these
 therefore accumulate low-precision products in float32 and convert the result back to the
 inputs' dtype: the caller sees the usual dtype, and the only numerical difference is a more
 precise accumulation. On other platforms (GPU, TPU) the plain product is emitted, unchanged:
-their compilers already accumulate in float32 inside the kernel and honour the matmul
-precision setting themselves.
+their compilers already accumulate in float32 inside the kernel and give the matmul
+precision setting their own meaning.
 
 ``dot_general`` plugs into ``nnx.Linear(dot_general=...)`` and ``einsum`` into
 ``nnx.Einsum(einsum_op=...)``; float32 operands go straight to ``jax.lax``/``jnp``.
