@@ -129,9 +129,9 @@ def generate_main(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
 
     def run() -> int:
-        from lcm.eval.tasks import sentences_of
+        from lcm.data.segment import text_sentences
 
-        prefix = sentences_of(read_text(args.file))
+        prefix = text_sentences(read_text(args.file))
         if not prefix:
             raise ValueError(f"{args.file} holds no sentence to continue")
         pipe = _pipeline(args)

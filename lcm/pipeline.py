@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from lcm.data.segment import segment_document, split_paragraphs
+from lcm.data.segment import text_sentences
 from lcm.generate import (
     Continuation,
     GenerationConfig,
@@ -51,7 +51,7 @@ def _sentences(text: Any, what: str) -> list[str]:
         raise TypeError(f"{what} must be str, got bytes: decode it first (e.g. .decode('utf-8'))")
     if not isinstance(text, str):
         raise TypeError(f"{what} must be str, got {type(text).__name__}")
-    sentences = segment_document(split_paragraphs(text), MAX_SENTENCE_CHARS)
+    sentences = text_sentences(text, MAX_SENTENCE_CHARS)
     if not sentences:
         raise ValueError(f"{what} is empty (no sentence in it)")
     return sentences

@@ -10,7 +10,7 @@ import unicodedata
 import pytest
 from conftest import REPO
 
-from lcm.data.segment import segment_document, split_paragraphs, split_sentences
+from lcm.data.segment import segment_document, split_paragraphs, split_sentences, text_sentences
 
 FIXTURES = REPO / "tests" / "fixtures"
 
@@ -225,3 +225,11 @@ def test_real_austen_excerpt_exact() -> None:
         "than a friend, very fond of both daughters, but particularly of Emma.",
         "Between _them_ it was more the intimacy of sisters.",
     ]
+
+
+def test_text_sentences_breaks_at_blank_lines_and_caps_length() -> None:
+    text = "First one. Second one.\n\nA heading\nwith a wrapped line"
+    assert text_sentences(text) == ["First one.", "Second one.", "A heading with a wrapped line"]
+    pieces = text_sentences("word " * 100, max_chars=64)
+    assert len(pieces) > 1 and all(len(p) <= 64 for p in pieces)
+    assert " ".join(pieces).split() == ["word"] * 100

@@ -10,7 +10,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from lcm.data.readers import DataError, Document, ReadStats, iter_documents, read_documents
-from lcm.data.segment import segment_document, split_paragraphs, split_sentences
+from lcm.data.segment import (
+    segment_document,
+    split_paragraphs,
+    split_sentences,
+    text_sentences,
+)
 
 if TYPE_CHECKING:
     from lcm.data.shards import SHARD_SCHEMA, ShardWriter, read_shards, write_documents
@@ -27,6 +32,7 @@ __all__ = [
     "segment_document",
     "split_paragraphs",
     "split_sentences",
+    "text_sentences",
     "write_documents",
 ]
 

@@ -436,3 +436,12 @@ def segment_document(paragraphs: Iterable[str], max_chars: int = 256) -> list[st
     for para in paragraphs:
         out.extend(split_sentences(para, max_chars))
     return out
+
+
+def text_sentences(text: str, max_chars: int = 256) -> list[str]:
+    """The sentences of a raw text: paragraphs at blank lines, then sentences within them.
+
+    What the data pipeline stores for a document, so the inference library and the evaluation
+    harness see the same sentences as training did.
+    """
+    return segment_document(split_paragraphs(text), max_chars)

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lcm.data.segment import segment_document, split_paragraphs
+from lcm.data.segment import text_sentences
 
 TASKS = ("summarize", "expand")
 METRICS = ("rouge1", "rouge2", "rougeL", "ovl3", "rep4", "words", "sentences")
@@ -68,11 +68,6 @@ def repetition(output: str, n: int = 4) -> float:
     if not out:
         return 0.0
     return 1.0 - len(set(out)) / len(out)
-
-
-def sentences_of(text: str) -> list[str]:
-    """The segmenter's sentences of ``text``."""
-    return segment_document(split_paragraphs(text), 256)
 
 
 def read_examples(
@@ -124,7 +119,7 @@ def score(examples: Sequence[TaskExample], outputs: Sequence[str]) -> dict[str, 
         sums["ovl3"] += overlap(out, ex.source, 3)
         sums["rep4"] += repetition(out, 4)
         sums["words"] += len(words(out))
-        sums["sentences"] += len(sentences_of(out)) if out.strip() else 0
+        sums["sentences"] += len(text_sentences(out)) if out.strip() else 0
     n = len(examples)
     return {
         k: sums[k] / n for k in ("rouge1", "rouge2", "rougeL", "ovl3", "rep4", "words", "sentences")
@@ -135,7 +130,7 @@ def lead(k: int) -> Callable[[Sequence[TaskExample]], list[str]]:
     """The lead-k baseline: the first ``k`` sentences of the input."""
 
     def system(examples: Sequence[TaskExample]) -> list[str]:
-        return [" ".join(sentences_of(ex.source)[:k]) for ex in examples]
+        return [" ".join(text_sentences(ex.source)[:k]) for ex in examples]
 
     return system
 
@@ -144,7 +139,7 @@ def roundtrip(codec: Any, batch: int = 256) -> Callable[[Sequence[TaskExample]],
     """The concept-space ceiling: each reference sentence through ``decode(encode(.))``."""
 
     def system(examples: Sequence[TaskExample]) -> list[str]:
-        per = [sentences_of(ex.reference) for ex in examples]
+        per = [text_sentences(ex.reference) for ex in examples]
         flat = [s for sents in per for s in sents]
         decoded: list[str] = []
         for i in range(0, len(flat), batch):
