@@ -12,6 +12,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from encoders.config import CodecModelConfig
@@ -129,7 +130,7 @@ class SentenceEncoder(nnx.Module):
             Concept vectors [B, D] float32.
         """
         mask = tokens != PAD_ID
-        positions = jnp.arange(tokens.shape[1])
+        positions = np.arange(tokens.shape[1])  # static: constant RoPE tables
         rngs = split_rng(rng, len(self.blocks) + 1)
         x = dropout(self.positions(self.embed(tokens), positions), self.dropout_rate, rngs[0])
         for block, r in zip(self.blocks, rngs[1:]):
@@ -196,7 +197,7 @@ class SentenceDecoder(nnx.Module):
         Returns:
             Next-token logits [B, T, vocab] float32.
         """
-        positions = jnp.arange(tokens.shape[1])
+        positions = np.arange(tokens.shape[1])  # static: constant RoPE tables
         memories = self.project_memory(concepts)
         rngs = split_rng(rng, len(self.blocks) + 1)
         x = dropout(self.positions(self.embed(tokens), positions), self.dropout_rate, rngs[0])

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from lcm.nn import matmul
@@ -187,7 +188,7 @@ class SelfAttention(nnx.Module):
             [B, T, d_model].
         """
         if positions is None:
-            positions = jnp.arange(x.shape[1])
+            positions = np.arange(x.shape[1])  # static: constant RoPE tables
         q, k, v = self._project(x, positions)
         attn_mask = None if mask is None else mask[:, None, None, :]
         out = jax.nn.dot_product_attention(q, k, v, mask=attn_mask, is_causal=causal)
