@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -16,7 +17,8 @@ from encoders import codec as codec_module
 from encoders.cli import decode_main, encode_main
 from encoders.codec import Codec
 from encoders.config import CodecDataConfig
-from encoders.generate import beam_search
+from encoders.generate import _argmax, beam_search, cache_windows, greedy_search
+from encoders.tokenizer import PAD_ID
 from encoders.train import TASK
 from lcm.config import ConfigError
 
@@ -240,3 +242,17 @@ def test_load_and_cli_take_the_encode_precision(model_dir, tmp_path) -> None:
     args = [str(text), "-o", str(out), "--model", str(model_dir), "--precision", "bfloat16"]
     assert encode_main(args) == 0
     np.testing.assert_array_equal(np.load(out), loaded.encode(MEMORIZED))
+
+
+def test_decoding_through_cache_windows_matches_one_full_cache(codec: Codec) -> None:
+    assert cache_windows(48) == (16, 32, 48) and cache_windows(16) == (16,)
+    decoder = codec.model.decoder
+    # Random vectors rarely hit EOS with a tiny model: rows run through every window.
+    vecs = np.random.default_rng(1).normal(size=(6, 32)).astype(np.float32) * 3
+    vecs = np.concatenate([vecs, codec.encode(MEMORIZED)])
+    grown = jax.jit(lambda v: greedy_search(decoder, v, 40))(vecs)
+    whole = jax.jit(lambda v: greedy_search(decoder, v, 40, windows=(40,)))(vecs)
+    np.testing.assert_array_equal(grown, whole)
+    assert (np.asarray(grown) != PAD_ID).sum(axis=1).max() > 32  # the last window was used
+    logits = jnp.asarray([[0.0, 2.0, 2.0, -1.0], [5.0, 1.0, 0.0, 5.0]])
+    np.testing.assert_array_equal(_argmax(logits), jnp.argmax(logits, axis=-1))
