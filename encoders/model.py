@@ -26,10 +26,8 @@ from lcm.nn import (
     TokenEmbedding,
     call_block,
     dropout,
-    kernel_init,
     make_norm,
     matmul,
-    partitioned,
     sinusoidal_positions,
     split_rng,
 )
@@ -40,20 +38,6 @@ _ROPE_BASE = 10000.0
 def compute_dtype(cfg: CodecModelConfig) -> jnp.dtype:
     """The jnp dtype named by ``cfg.dtype``."""
     return jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
-
-
-def _projection(
-    d_in: int, d_out: int, names: tuple[str, str], dtype: jnp.dtype, rngs: nnx.Rngs
-) -> nnx.Linear:
-    return nnx.Linear(
-        d_in,
-        d_out,
-        dot_general=matmul.dot_general,
-        dtype=dtype,
-        kernel_init=partitioned(kernel_init(), names),
-        bias_init=partitioned(nnx.initializers.zeros, names[1:]),
-        rngs=rngs,
-    )
 
 
 class _Positions(nnx.Module):
@@ -94,6 +78,7 @@ class SentenceEncoder(nnx.Module):
 
     def __init__(self, cfg: CodecModelConfig, embed: TokenEmbedding, rngs: nnx.Rngs):
         dtype = compute_dtype(cfg)
+        dense_kw = {"dtype": dtype, "partition_bias": True, "rngs": rngs}
         self.dropout_rate = cfg.dropout
         self.remat = cfg.remat
         self.embed = embed
@@ -116,7 +101,7 @@ class SentenceEncoder(nnx.Module):
             ]
         )
         self.norm = make_norm(cfg.norm, cfg.d_model, dtype=dtype)
-        self.project = _projection(cfg.d_model, cfg.concept_dim, ("embed", "concept"), dtype, rngs)
+        self.project = matmul.dense(cfg.d_model, cfg.concept_dim, ("embed", "concept"), **dense_kw)
 
     def __call__(self, tokens: jax.Array, *, rng: jax.Array | None = None) -> jax.Array:
         """Encode padded sentences.
@@ -153,11 +138,12 @@ class SentenceDecoder(nnx.Module):
 
     def __init__(self, cfg: CodecModelConfig, embed: TokenEmbedding, rngs: nnx.Rngs):
         dtype = compute_dtype(cfg)
+        dense_kw = {"dtype": dtype, "partition_bias": True, "rngs": rngs}
         self.dropout_rate = cfg.dropout
         self.remat = cfg.remat
         self.embed = embed
         self.positions = _Positions(cfg, rngs)
-        self.memory = _projection(cfg.concept_dim, cfg.d_model, ("concept", "embed"), dtype, rngs)
+        self.memory = matmul.dense(cfg.concept_dim, cfg.d_model, ("concept", "embed"), **dense_kw)
         self.blocks = nnx.List(
             [
                 DecoderBlock(

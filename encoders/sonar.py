@@ -66,9 +66,7 @@ from lcm.nn import (
     LayerNorm,
     TokenEmbedding,
     cached_attention,
-    kernel_init,
     matmul,
-    partitioned,
 )
 from lcm.nn.weights import build_with_weights, load_weights
 
@@ -263,20 +261,6 @@ def sinusoid_table(num_positions: int, dim: int, offset: int) -> np.ndarray:
     return table
 
 
-def _dense(
-    d_in: int, d_out: int, names: tuple[str, str], dtype: jnp.dtype, rngs: nnx.Rngs
-) -> nnx.Linear:
-    return nnx.Linear(
-        d_in,
-        d_out,
-        dot_general=matmul.dot_general,
-        dtype=dtype,
-        kernel_init=partitioned(kernel_init(), names),
-        bias_init=partitioned(nnx.initializers.zeros, names[1:]),
-        rngs=rngs,
-    )
-
-
 class SonarAttention(nnx.Module):
     """fairseq2's ``StandardMultiheadAttention``: biased q/k/v/output projections and
     ``softmax(q k^T / sqrt(head_dim)) v`` per head.
@@ -294,10 +278,11 @@ class SonarAttention(nnx.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.dtype = dtype
-        self.q_proj = _dense(dim, dim, ("embed", "heads"), dtype, rngs)
-        self.k_proj = _dense(dim, dim, ("embed", "heads"), dtype, rngs)
-        self.v_proj = _dense(dim, dim, ("embed", "heads"), dtype, rngs)
-        self.output_proj = _dense(dim, dim, ("heads", "embed"), dtype, rngs)
+        dense_kw = {"dtype": dtype, "partition_bias": True, "rngs": rngs}
+        self.q_proj = matmul.dense(dim, dim, ("embed", "heads"), **dense_kw)
+        self.k_proj = matmul.dense(dim, dim, ("embed", "heads"), **dense_kw)
+        self.v_proj = matmul.dense(dim, dim, ("embed", "heads"), **dense_kw)
+        self.output_proj = matmul.dense(dim, dim, ("heads", "embed"), **dense_kw)
 
     def _heads(self, x: jax.Array) -> jax.Array:
         return x.reshape(*x.shape[:-1], self.num_heads, self.head_dim)
@@ -354,8 +339,9 @@ class SonarMemoryAttention(nnx.Module):
     """
 
     def __init__(self, dim: int, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        self.v_proj = _dense(dim, dim, ("concept", "heads"), dtype, rngs)
-        self.output_proj = _dense(dim, dim, ("heads", "embed"), dtype, rngs)
+        dense_kw = {"dtype": dtype, "partition_bias": True, "rngs": rngs}
+        self.v_proj = matmul.dense(dim, dim, ("concept", "heads"), **dense_kw)
+        self.output_proj = matmul.dense(dim, dim, ("heads", "embed"), **dense_kw)
 
     def __call__(self, memory: jax.Array) -> jax.Array:
         """``memory`` [B, d] -> the sublayer output at every query position, [B, 1, d]."""
@@ -366,8 +352,9 @@ class SonarFeedForward(nnx.Module):
     """fairseq2's ``StandardFeedForwardNetwork`` with ReLU and biases: [..., d] -> [..., d]."""
 
     def __init__(self, dim: int, inner_dim: int, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        self.inner_proj = _dense(dim, inner_dim, ("embed", "mlp"), dtype, rngs)
-        self.output_proj = _dense(inner_dim, dim, ("mlp", "embed"), dtype, rngs)
+        dense_kw = {"dtype": dtype, "partition_bias": True, "rngs": rngs}
+        self.inner_proj = matmul.dense(dim, inner_dim, ("embed", "mlp"), **dense_kw)
+        self.output_proj = matmul.dense(inner_dim, dim, ("mlp", "embed"), **dense_kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """[..., d] -> [..., d]."""

@@ -8,29 +8,16 @@ from flax import nnx
 from lcm.models.config import TransformerConfig
 from lcm.nn import matmul
 from lcm.nn.masked_transformer import MaskedTransformer
-from lcm.nn.params import kernel_init, partitioned
 
 
 def prenet(concept_dim: int, d_model: int, rngs: nnx.Rngs) -> nnx.Linear:
     """Concepts ``[..., D]`` -> model width ``[..., d_model]`` (with bias)."""
-    return nnx.Linear(
-        concept_dim,
-        d_model,
-        dot_general=matmul.dot_general,
-        kernel_init=partitioned(kernel_init(), ("concept", "embed")),
-        rngs=rngs,
-    )
+    return matmul.dense(concept_dim, d_model, ("concept", "embed"), rngs=rngs)
 
 
 def postnet(d_model: int, concept_dim: int, rngs: nnx.Rngs) -> nnx.Linear:
     """Model width ``[..., d_model]`` -> concepts ``[..., D]`` (with bias)."""
-    return nnx.Linear(
-        d_model,
-        concept_dim,
-        dot_general=matmul.dot_general,
-        kernel_init=partitioned(kernel_init(), ("embed", "concept")),
-        rngs=rngs,
-    )
+    return matmul.dense(d_model, concept_dim, ("embed", "concept"), rngs=rngs)
 
 
 def causal_transformer(

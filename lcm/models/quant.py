@@ -35,7 +35,7 @@ from lcm.nn import matmul
 from lcm.nn.attention import KVCache
 from lcm.nn.ffn import SwiGlu
 from lcm.nn.norms import RMSNorm
-from lcm.nn.params import kernel_init, param, partitioned
+from lcm.nn.params import kernel_init, param
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,13 +122,7 @@ class QuantLCM(nnx.Module):
             init = kernel_init(batch_axis=(0,))(rngs.params(), (k, width, v))
             self.unit_logits = param(init, (None, "embed", "vocab"))
         else:
-            self.residual_out = nnx.Linear(
-                width,
-                d,
-                dot_general=matmul.dot_general,
-                kernel_init=partitioned(kernel_init(), ("embed", "concept")),
-                rngs=rngs,
-            )
+            self.residual_out = matmul.dense(width, d, ("embed", "concept"), rngs=rngs)
 
     def quantize(self, x: jax.Array) -> jax.Array:
         """RVQ reconstruction of concepts ``[..., D]`` (what the model reads and writes)."""

@@ -91,27 +91,6 @@ class MemoryKV(NamedTuple):
     mask: jax.Array | None
 
 
-def _linear(
-    d_in: int,
-    d_out: int,
-    names: tuple[str, str],
-    dtype: jnp.dtype,
-    param_dtype: jnp.dtype,
-    rngs: nnx.Rngs,
-    scale: float = 1.0,
-) -> nnx.Linear:
-    return nnx.Linear(
-        d_in,
-        d_out,
-        dot_general=matmul.dot_general,
-        use_bias=False,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        kernel_init=partitioned(kernel_init(scale=scale), names),
-        rngs=rngs,
-    )
-
-
 class SelfAttention(nnx.Module):
     """Multi-head self-attention with a fused QKV projection.
 
@@ -144,6 +123,7 @@ class SelfAttention(nnx.Module):
         self.rope_base = rope_base
         self.dtype = dtype
         inner = num_heads * self.head_dim
+        dense_kw = {"use_bias": False, "dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
         self.qkv = nnx.Einsum(
             "...d,dkh->...kh",
             (d_model, 3, inner),
@@ -153,7 +133,7 @@ class SelfAttention(nnx.Module):
             kernel_init=partitioned(kernel_init(batch_axis=(1,)), ("embed", None, "heads")),
             rngs=rngs,
         )
-        self.out = _linear(inner, d_model, ("heads", "embed"), dtype, param_dtype, rngs, out_scale)
+        self.out = matmul.dense(inner, d_model, ("heads", "embed"), scale=out_scale, **dense_kw)
 
     def _project(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, ...]:
         """[B, T, d] -> q, k, v each [B, T, N, H] (RoPE applied to q and k)."""
@@ -272,10 +252,11 @@ class CrossAttention(nnx.Module):
         self.single_key = single_key
         memory_dim = memory_dim or d_model
         inner = num_heads * self.head_dim
+        dense_kw = {"use_bias": False, "dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
         if single_key:
-            self.value = _linear(memory_dim, inner, ("embed", "heads"), dtype, param_dtype, rngs)
+            self.value = matmul.dense(memory_dim, inner, ("embed", "heads"), **dense_kw)
         else:
-            self.query = _linear(d_model, inner, ("embed", "heads"), dtype, param_dtype, rngs)
+            self.query = matmul.dense(d_model, inner, ("embed", "heads"), **dense_kw)
             self.key_value = nnx.Einsum(
                 "...d,dkh->...kh",
                 (memory_dim, 2, inner),
@@ -285,7 +266,7 @@ class CrossAttention(nnx.Module):
                 kernel_init=partitioned(kernel_init(batch_axis=(1,)), ("embed", None, "heads")),
                 rngs=rngs,
             )
-        self.out = _linear(inner, d_model, ("heads", "embed"), dtype, param_dtype, rngs, out_scale)
+        self.out = matmul.dense(inner, d_model, ("heads", "embed"), scale=out_scale, **dense_kw)
 
     def project_memory(self, memory: jax.Array, mask: jax.Array | None = None) -> MemoryKV:
         """Project the memory once (reused for every query and decoding step).

@@ -36,26 +36,9 @@ class GeluMlp(nnx.Module):
         param_dtype: jnp.dtype = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.up = nnx.Linear(
-            d_model,
-            hidden,
-            dot_general=matmul.dot_general,
-            use_bias=False,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            kernel_init=partitioned(kernel_init(), ("embed", "mlp")),
-            rngs=rngs,
-        )
-        self.down = nnx.Linear(
-            hidden,
-            d_model,
-            dot_general=matmul.dot_general,
-            use_bias=False,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            kernel_init=partitioned(kernel_init(scale=out_scale), ("mlp", "embed")),
-            rngs=rngs,
-        )
+        dense_kw = {"use_bias": False, "dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
+        self.up = matmul.dense(d_model, hidden, ("embed", "mlp"), **dense_kw)
+        self.down = matmul.dense(hidden, d_model, ("mlp", "embed"), scale=out_scale, **dense_kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """[..., d_model] -> [..., d_model]."""
@@ -81,6 +64,7 @@ class SwiGlu(nnx.Module):
         param_dtype: jnp.dtype = jnp.float32,
         rngs: nnx.Rngs,
     ):
+        dense_kw = {"use_bias": False, "dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
         self.gate_up = nnx.Einsum(
             "...d,dkf->...kf",
             (d_model, 2, hidden),
@@ -90,16 +74,7 @@ class SwiGlu(nnx.Module):
             kernel_init=partitioned(kernel_init(batch_axis=(1,)), ("embed", None, "mlp")),
             rngs=rngs,
         )
-        self.down = nnx.Linear(
-            hidden,
-            d_model,
-            dot_general=matmul.dot_general,
-            use_bias=False,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            kernel_init=partitioned(kernel_init(scale=out_scale), ("mlp", "embed")),
-            rngs=rngs,
-        )
+        self.down = matmul.dense(hidden, d_model, ("mlp", "embed"), scale=out_scale, **dense_kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """[..., d_model] -> [..., d_model]."""

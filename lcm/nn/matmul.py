@@ -19,8 +19,9 @@ precise accumulation. On other platforms (GPU, TPU) the plain product is emitted
 their compilers already accumulate in float32 inside the kernel and give the matmul
 precision setting their own meaning.
 
-``dot_general`` plugs into ``nnx.Linear(dot_general=...)`` and ``einsum`` into
-``nnx.Einsum(einsum_op=...)``; float32 operands go straight to ``jax.lax``/``jnp``.
+``dot_general`` plugs into ``nnx.Linear(dot_general=...)`` (:func:`dense` builds such a layer)
+and ``einsum`` into ``nnx.Einsum(einsum_op=...)``; float32 operands go straight to
+``jax.lax``/``jnp``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
+
+from lcm.nn.params import kernel_init, partitioned
 
 _LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
@@ -85,3 +89,42 @@ def einsum(subscripts: str, *operands: jax.Array, **kwargs: Any) -> jax.Array:
 def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
     """``a @ b`` with the CPU bfloat16 fast path."""
     return _on_cpu_accumulate_f32(jnp.matmul, (a, b))
+
+
+def dense(
+    d_in: int,
+    d_out: int,
+    names: tuple[str | None, str | None],
+    *,
+    rngs: nnx.Rngs,
+    use_bias: bool = True,
+    scale: float = 1.0,
+    partition_bias: bool = False,
+    dtype: jnp.dtype | None = None,
+    param_dtype: jnp.dtype = jnp.float32,
+) -> nnx.Linear:
+    """The project's dense layer: ``nnx.Linear`` on :func:`dot_general`.
+
+    Args:
+        d_in: Input width.
+        d_out: Output width.
+        names: Logical axis names of the ``[d_in, d_out]`` kernel.
+        rngs: Initialization RNGs.
+        use_bias: Add a bias (initialized to zeros).
+        scale: Variance scale of the fan-in truncated-normal kernel initializer.
+        partition_bias: Name the bias axis ``names[1]`` (else it carries no name).
+        dtype: Compute dtype (None: the inputs').
+        param_dtype: Parameter dtype.
+    """
+    bias_init = nnx.initializers.zeros_init()
+    return nnx.Linear(
+        d_in,
+        d_out,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        dot_general=dot_general,
+        kernel_init=partitioned(kernel_init(scale=scale), names),
+        bias_init=partitioned(bias_init, names[1:]) if partition_bias else bias_init,
+        rngs=rngs,
+    )

@@ -8,7 +8,6 @@ from flax import nnx
 
 from lcm.nn import matmul
 from lcm.nn.embeddings import sinusoidal_positions
-from lcm.nn.params import kernel_init, partitioned
 
 
 class TimestepEmbedding(nnx.Module):
@@ -33,20 +32,8 @@ class TimestepEmbedding(nnx.Module):
     ):
         self.frequency_dim = frequency_dim
         kw = {"dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
-        self.hidden = nnx.Linear(
-            frequency_dim,
-            dim,
-            dot_general=matmul.dot_general,
-            kernel_init=partitioned(kernel_init(), (None, "embed")),
-            **kw,
-        )
-        self.out = nnx.Linear(
-            dim,
-            dim,
-            dot_general=matmul.dot_general,
-            kernel_init=partitioned(kernel_init(), ("embed", None)),
-            **kw,
-        )
+        self.hidden = matmul.dense(frequency_dim, dim, (None, "embed"), **kw)
+        self.out = matmul.dense(dim, dim, ("embed", None), **kw)
 
     def __call__(self, t: jax.Array) -> jax.Array:
         """Integer (or real) timesteps ``[...]`` -> embeddings ``[..., dim]``."""

@@ -26,7 +26,6 @@ from lcm.nn.attention import CrossAttention, MemoryKV
 from lcm.nn.ffn import SwiGlu
 from lcm.nn.masked_attention import MaskedCrossAttention
 from lcm.nn.norms import RMSNorm
-from lcm.nn.params import kernel_init, partitioned
 from lcm.nn.timestep import TimestepEmbedding
 from lcm.nn.transformer import call_block, dropout
 
@@ -116,13 +115,7 @@ class Denoiser(nnx.Module):
 
     def __init__(self, concept_dim: int, d_model: int, cfg: TransformerConfig, rngs: nnx.Rngs):
         self.remat = cfg.remat
-        self.in_proj = nnx.Linear(
-            concept_dim,
-            d_model,
-            dot_general=matmul.dot_general,
-            kernel_init=partitioned(kernel_init(), ("concept", "embed")),
-            rngs=rngs,
-        )
+        self.in_proj = matmul.dense(concept_dim, d_model, ("concept", "embed"), rngs=rngs)
         self.time = TimestepEmbedding(d_model, rngs=rngs)
         self.blocks = nnx.List(
             [
@@ -138,13 +131,7 @@ class Denoiser(nnx.Module):
             ]
         )
         self.final_norm = RMSNorm(d_model)
-        self.out_proj = nnx.Linear(
-            d_model,
-            concept_dim,
-            dot_general=matmul.dot_general,
-            kernel_init=partitioned(kernel_init(), ("embed", "concept")),
-            rngs=rngs,
-        )
+        self.out_proj = matmul.dense(d_model, concept_dim, ("embed", "concept"), rngs=rngs)
 
     def project_context(self, context: jax.Array) -> list[MemoryKV]:
         """Prepend the zero vector to ``context`` [B, S, d] and project it for every block.
