@@ -92,15 +92,11 @@ def apply_rope(x: jax.Array, positions: jax.Array, base: float = 10000.0) -> jax
         ``x`` rotated by its positions, same shape and dtype.
     """
     half = x.shape[-1] // 2
-    if isinstance(positions, np.ndarray):
-        inv_freq = base ** (-np.arange(half, dtype=np.float32) / np.float32(half))
-        angles = positions[..., None].astype(np.float32) * inv_freq
-        cos, sin = np.cos(angles)[..., None, :], np.sin(angles)[..., None, :]
-    else:
-        inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
-        angles = positions[..., None].astype(jnp.float32) * inv_freq  # [(batch,) seq, half]
-        cos = jnp.cos(angles)[..., None, :]  # broadcast over heads
-        sin = jnp.sin(angles)[..., None, :]
+    xp = np if isinstance(positions, np.ndarray) else jnp  # NumPy: computed when tracing
+    inv_freq = base ** (-xp.arange(half, dtype=xp.float32) / half)
+    angles = positions[..., None].astype(xp.float32) * inv_freq  # [(batch,) seq, half]
+    cos = xp.cos(angles)[..., None, :]  # broadcast over heads
+    sin = xp.sin(angles)[..., None, :]
     x1 = x[..., :half].astype(jnp.float32)
     x2 = x[..., half:].astype(jnp.float32)
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
