@@ -26,7 +26,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import jax
 import numpy as np
@@ -58,7 +58,7 @@ BATCH_SIZES = (1, 8, 32, 64)
 # larger batches and keeps ``batch_size``, as does encoding on an accelerator).
 ENCODE_BATCH = 32
 EncodePrecision = Literal["float32", "bfloat16"]
-ENCODE_PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+ENCODE_PRECISIONS: tuple[str, ...] = get_args(EncodePrecision)
 
 
 def _ladder(sizes: Sequence[int], top: int) -> tuple[int, ...]:
