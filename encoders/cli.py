@@ -110,13 +110,21 @@ def decode_main(argv: Sequence[str]) -> int:
     parser.add_argument("--model", default="default", help="'default' or a model directory")
     parser.add_argument("--column", default="embedding", help="Parquet vector column name")
     parser.add_argument("--beam-size", type=int, default=1, help="1 = greedy")
+    parser.add_argument(
+        "--rerank",
+        action="store_true",
+        help="of the beams, write the sentence whose encoding is nearest to the vector "
+        "(needs --beam-size > 1; beam 8 with --rerank is the most faithful)",
+    )
     parser.add_argument("--max-len", type=int, default=None, help="most tokens per sentence")
     parser.add_argument("--lang", help="language to write, SONAR models only (eng_Latn, ...)")
     args = parser.parse_args(argv)
     try:
         vectors = _read_vectors(args.input, args.column)
         codec = load(args.model, target_lang=args.lang)
-        texts = codec.decode(vectors, beam_size=args.beam_size, max_len=args.max_len)
+        texts = codec.decode(
+            vectors, beam_size=args.beam_size, max_len=args.max_len, rerank=args.rerank
+        )
     except (FileNotFoundError, ValueError) as e:
         print(f"lcm decode: {e}", file=sys.stderr)
         return 2

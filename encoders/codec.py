@@ -24,7 +24,7 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx
 
 from encoders.config import CodecModelConfig
-from encoders.generate import beam_search, greedy_search
+from encoders.generate import beam_search, beam_search_n_best, greedy_search
 from encoders.model import CodecModel
 from encoders.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml
@@ -57,6 +57,10 @@ BATCH_SIZES = (1, 8, 32, 64)
 # project's 2-core CPU against 730/s in chunks of 128 (decoding, a loop over tokens, gains from
 # larger batches and keeps ``batch_size``, as does encoding on an accelerator).
 ENCODE_BATCH = 32
+# Most beams (sentences x beam size) per beam-search call on CPU. Every step reorders the KV
+# caches of all beams, a copy bound by memory bandwidth once the caches outgrow the CPU's
+# cache: beam 8 decodes 12.8 sentences/s in calls of 1-4 sentences here, 7.2/s in calls of 128.
+BEAM_ROWS = 32
 EncodePrecision = Literal["float32", "bfloat16"]
 ENCODE_PRECISIONS: tuple[str, ...] = get_args(EncodePrecision)
 
@@ -99,12 +103,48 @@ def _encode_impl(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array) ->
 
 
 def _generate_impl(
-    graphdef: nnx.GraphDef, state: nnx.State, concepts: jax.Array, max_len: int, beam_size: int
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    concepts: jax.Array,
+    max_len: int,
+    beam_size: int,
+    n_best: bool = False,
 ) -> jax.Array:
     decoder = nnx.merge(graphdef, state).decoder
+    if n_best:
+        return beam_search_n_best(decoder, concepts, max_len, beam_size)
     if beam_size == 1:
         return greedy_search(decoder, concepts, max_len)
     return beam_search(decoder, concepts, max_len, beam_size)
+
+
+def closest_candidates(
+    vectors: np.ndarray, candidates: Sequence[str], encode: Callable[[list[str]], np.ndarray]
+) -> list[str]:
+    """For each vector, the candidate sentence whose encoding lies nearest to it (L2).
+
+    Args:
+        vectors: [N, D] the vectors being decoded.
+        candidates: N * K sentences, vector i's at ``[i * K, (i + 1) * K)``, best-scored
+            first; an empty candidate is never chosen unless all K are empty (then the first).
+        encode: Sentences -> [M, D] vectors in the space of ``vectors``.
+
+    Returns:
+        N sentences.
+    """
+    n = len(vectors)
+    if n == 0:
+        return []
+    k = len(candidates) // n
+    if not k or n * k != len(candidates):
+        raise ValueError(f"{len(candidates)} candidates for {n} vectors: not K per vector")
+    dist = np.full(n * k, np.inf)
+    live = np.array([i for i, text in enumerate(candidates) if text.strip()], np.int64)
+    if len(live):
+        encoded = encode([candidates[i] for i in live])
+        dist[live] = np.sum((encoded - vectors[live // k]) ** 2, axis=-1)
+    picks = np.argmin(dist.reshape(n, k), axis=1)
+    return [candidates[i * k + j] for i, j in enumerate(picks)]
 
 
 class Codec:
@@ -147,7 +187,7 @@ class Codec:
         self._encode = jax.jit(functools.partial(_encode_impl, self._graphdef))
         self._generate = jax.jit(
             functools.partial(_generate_impl, self._graphdef),
-            static_argnames=("max_len", "beam_size"),
+            static_argnames=("max_len", "beam_size", "n_best"),
         )
         self._lengths = _ladder(LENGTH_BUCKETS, self.config.max_len)
         self.encode_precision = encode_precision
@@ -242,6 +282,7 @@ class Codec:
         *,
         beam_size: int = 1,
         max_len: int | None = None,
+        rerank: bool = False,
     ) -> list[str]:
         """Decode concept vectors into sentences.
 
@@ -249,6 +290,11 @@ class Codec:
             vectors: [N, D] real, finite values.
             beam_size: 1 for greedy decoding, more for beam search.
             max_len: Most tokens per sentence, EOS included (default ``config.max_len``).
+            rerank: Return, of the ``beam_size`` final beams, the sentence whose own encoding
+                lies nearest (L2) to the vector, instead of the most probable one (needs
+                ``beam_size > 1``). Costs one encoding per beam, little next to decoding; on
+                the shipped codec, beam 8 with reranking gives round-trip BLEU 80 where
+                greedy decoding gives 62 (README, "Sentence codec").
 
         Returns:
             N sentences.
@@ -256,9 +302,15 @@ class Codec:
         Raises:
             ValueError: For a wrong shape or dtype, non-finite values, or bad options.
         """
-        vecs, max_len = self._check_decode_args(vectors, beam_size, max_len)
-        seqs = self._generate_rows(vecs, max_len=max_len, beam_size=beam_size)
-        return self.tokenizer.decode(seqs)
+        vecs, max_len = self._check_decode_args(vectors, beam_size, max_len, rerank)
+        batch = self.batch_size
+        if beam_size > 1 and jax.default_backend() == "cpu":
+            batch = max(1, min(batch, BEAM_ROWS // beam_size))
+        seqs = self._generate_rows(
+            vecs, max_len=max_len, beam_size=beam_size, batch_size=batch, n_best=rerank
+        )
+        texts = self.tokenizer.decode(seqs)
+        return closest_candidates(vecs, texts, self.encode) if rerank else texts
 
     @property
     def max_decode_len(self) -> int:
@@ -270,6 +322,7 @@ class Codec:
         vectors: np.ndarray | Sequence[Sequence[float]],
         beam_size: int,
         max_len: int | None,
+        rerank: bool = False,
     ) -> tuple[np.ndarray, int]:
         """Validated ``[N, D]`` float32 vectors and the generation length cap."""
         vecs = self._check_vectors(vectors)
@@ -277,6 +330,8 @@ class Codec:
         max_len = top if max_len is None else max_len
         if not isinstance(beam_size, int) or beam_size < 1:
             raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
+        if rerank and beam_size < 2:
+            raise ValueError("rerank=True chooses among beams: it needs beam_size > 1")
         if not isinstance(max_len, int) or not 1 <= max_len <= top:
             raise ValueError(f"max_len must be an int in [1, {top}], got {max_len!r}")
         return vecs, max_len
@@ -288,6 +343,7 @@ class Codec:
         max_len: int,
         beam_size: int,
         batch_size: int | None = None,
+        n_best: bool = False,
     ) -> list[list[int]]:
         """Generate token ids for ``vecs`` [N, D] in padded chunks, cut before EOS.
 
@@ -297,9 +353,11 @@ class Codec:
             max_len: Most tokens per sentence, EOS included.
             beam_size: 1 for greedy decoding.
             batch_size: Most sentences per call (default ``self.batch_size``).
+            n_best: Every final beam instead of the best one.
 
         Returns:
-            N id lists, without EOS.
+            N id lists without EOS, or with ``n_best`` N * beam_size of them (the beams of
+            vector i at ``[i * beam_size, (i + 1) * beam_size)``, best first).
         """
         batch_size = batch_size or self.batch_size
         rows_ladder = _ladder(BATCH_SIZES, batch_size)
@@ -309,12 +367,12 @@ class Codec:
             padded = np.zeros((_fit(rows_ladder, len(chunk)), self.dim), np.float32)
             padded[: len(chunk)] = chunk
             tokens = self._generate(
-                self._state, padded, *extra, max_len=max_len, beam_size=beam_size
+                self._state, padded, *extra, max_len=max_len, beam_size=beam_size, n_best=n_best
             )
             pending.append((len(chunk), tokens))
         seqs: list[list[int]] = []
         for n, tokens in pending:
-            for row in np.asarray(tokens)[:n].tolist():
+            for row in np.asarray(tokens)[:n].reshape(-1, max_len).tolist():
                 seqs.append(row[: row.index(EOS_ID)] if EOS_ID in row else row)
         return seqs
 

@@ -40,6 +40,7 @@ class CodecReport:
     encode_per_s: float
     decode_per_s: float
     examples: list[tuple[str, str]]  # (reference, clean round trip)
+    decoding: str = "greedy"  # see decoding_name
 
     def as_dict(self) -> dict:
         """JSON-ready view."""
@@ -107,8 +108,12 @@ def evaluate_codec(
     noise_levels: Sequence[float] = (0.1,),
     beam_size: int = 1,
     seed: int = 0,
+    rerank: bool = False,
 ) -> CodecReport:
-    """Round-trip ``sentences`` through ``codec`` clean and with each relative noise level."""
+    """Round-trip ``sentences`` through ``codec`` clean and with each relative noise level.
+
+    ``beam_size`` and ``rerank`` are :meth:`Codec.decode`'s options.
+    """
     t0 = time.perf_counter()
     vectors = codec.encode(list(sentences))
     encode_s = time.perf_counter() - t0
@@ -119,7 +124,7 @@ def evaluate_codec(
     decode_s = 0.0
     for name, vecs in conditions.items():
         t0 = time.perf_counter()
-        outputs[name] = codec.decode(vecs, beam_size=beam_size)
+        outputs[name] = codec.decode(vecs, beam_size=beam_size, rerank=rerank)
         decode_s += time.perf_counter() - t0
     overall = {name: score(sentences, out) for name, out in outputs.items()}
     per_source: dict[str, dict[str, RoundTripScores]] = {}
@@ -136,6 +141,7 @@ def evaluate_codec(
         encode_per_s=n / max(encode_s, 1e-9),
         decode_per_s=n * len(conditions) / max(decode_s, 1e-9),
         examples=list(zip(sentences[:: max(n // 8, 1)], outputs["clean"][:: max(n // 8, 1)])),
+        decoding=decoding_name(beam_size, rerank),
     )
 
 
@@ -155,8 +161,8 @@ def format_report(report: CodecReport) -> str:
     rows += [row(src, scores) for src, scores in report.per_source.items()]
     rows += ["-" * len(header), row("ALL", report.overall)]
     rows.append(
-        f"encode {report.encode_per_s:.0f} sentences/s, decode {report.decode_per_s:.0f} "
-        "sentences/s (this machine, this batch)"
+        f"encode {report.encode_per_s:.0f} sentences/s, decode ({report.decoding}) "
+        f"{report.decode_per_s:.1f} sentences/s (this machine)"
     )
     rows.append("examples (reference => round trip):")
     rows += [f"  {ref!r}\n    => {hyp!r}" for ref, hyp in report.examples]
@@ -187,9 +193,19 @@ def load_codec(model: str) -> tuple[Codec, int | None]:
     return encoders.load(model), None
 
 
+def decoding_name(beam_size: int, rerank: bool) -> str:
+    """How sentences were decoded, e.g. "greedy", "beam4", "beam8+rerank"."""
+    name = "greedy" if beam_size == 1 else f"beam{beam_size}"
+    return name + "+rerank" if rerank else name
+
+
 def eval_record(report: CodecReport, step: int, split: str) -> dict[str, float | int | str]:
     """One ``eval.jsonl`` line of a run: overall BLEU and exact match per condition."""
-    record: dict[str, float | int | str] = {"step": step, "split": split}
+    record: dict[str, float | int | str] = {
+        "step": step,
+        "split": split,
+        "decoding": report.decoding,
+    }
     for condition, scores in report.overall.items():
         suffix = "" if condition == "clean" else "_" + condition.replace("=", "")
         record[f"eval_bleu{suffix}"] = scores.bleu
@@ -212,7 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-words", type=int, default=30)
     parser.add_argument("--per-source", type=int, default=200, help="sentences per source")
     parser.add_argument("--noise", type=float, nargs="*", default=[0.1], help="relative norms")
-    parser.add_argument("--beam-size", type=int, default=1)
+    parser.add_argument("--beam-size", type=int, default=1, help="1 = greedy")
+    parser.add_argument(
+        "--rerank",
+        action="store_true",
+        help="of the beams, keep the sentence whose encoding is nearest to the vector",
+    )
     parser.add_argument(
         "--encode-precision",
         choices=ENCODE_PRECISIONS,
@@ -225,10 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         codec, step = load_codec(args.model)
         codec.encode_precision = args.encode_precision
         sentences, sources = load_heldout(args.data, args.split, args.max_words, args.per_source)
+        if args.rerank and args.beam_size < 2:
+            raise ValueError("--rerank chooses among beams: add --beam-size 2 or more (e.g. 8)")
     except (FileNotFoundError, ValueError) as e:
         print(f"lcm eval-codec: {e}", file=sys.stderr)
         return 2
-    report = evaluate_codec(codec, sentences, sources, args.noise, args.beam_size)
+    report = evaluate_codec(
+        codec, sentences, sources, args.noise, args.beam_size, rerank=args.rerank
+    )
     print(format_report(report))
     if args.json:
         write_text_atomic(args.json, json.dumps(report.as_dict(), indent=1))

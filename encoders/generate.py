@@ -109,8 +109,7 @@ def beam_search(
 ) -> jax.Array:
     """Beam search; the best beam is chosen by ``log p / length ** length_penalty``.
 
-    A finished beam keeps its score and extends only with PAD; beams compete on raw log
-    probability during the search. With ``beam_size=1`` this is exactly greedy decoding.
+    With ``beam_size=1`` this is exactly greedy decoding.
 
     Args:
         decoder: The sentence decoder.
@@ -121,6 +120,32 @@ def beam_search(
 
     Returns:
         [B, max_len] int32 of the best beam: ids, then EOS, then PAD.
+    """
+    return beam_search_n_best(decoder, concepts, max_len, beam_size, length_penalty)[:, 0]
+
+
+def beam_search_n_best(
+    decoder: SentenceDecoder,
+    concepts: jax.Array,
+    max_len: int,
+    beam_size: int,
+    length_penalty: float = 1.0,
+) -> jax.Array:
+    """Beam search that returns all ``K`` final beams, best first.
+
+    A finished beam keeps its score and extends only with PAD; beams compete on raw log
+    probability during the search and are ranked at the end by
+    ``log p / length ** length_penalty`` (the first of equal scores first).
+
+    Args:
+        decoder: The sentence decoder.
+        concepts: [B, D] vectors.
+        max_len: Most tokens to generate (EOS included).
+        beam_size: Beams per sentence (K).
+        length_penalty: Exponent of the length normalization of final scores.
+
+    Returns:
+        [B, K, max_len] int32: per beam, ids, then EOS, then PAD.
     """
     batch, k = concepts.shape[0], beam_size
     rows = batch * k
@@ -156,5 +181,7 @@ def beam_search(
     )
     _, out, scores, _, _, _ = _loop_in_windows(body, carry, cache_windows(max_len))
     lengths = jnp.sum(out != PAD_ID, axis=-1).astype(jnp.float32)
-    best = jnp.argmax(scores / jnp.maximum(lengths, 1.0) ** length_penalty, axis=-1)
-    return jnp.take_along_axis(out, best[:, None, None], axis=1)[:, 0]
+    ranked = jnp.argsort(
+        -(scores / jnp.maximum(lengths, 1.0) ** length_penalty), axis=-1, stable=True
+    )
+    return jnp.take_along_axis(out, ranked[..., None], axis=1)

@@ -58,6 +58,7 @@ from encoders.codec import (
     _encode_impl,
     _ladder,
     check_sentences,
+    closest_candidates,
 )
 from lcm.config import ConfigError, from_dict, read_yaml
 from lcm.io import write_bytes_atomic
@@ -630,6 +631,7 @@ def sonar_beam_search(
     max_len: int,
     beam_size: int,
     len_penalty: float = 1.0,
+    n_best: bool = False,
 ) -> jax.Array:
     """fairseq2's ``BeamSearchSeq2SeqGenerator`` (``StandardBeamSearchAlgorithm``).
 
@@ -646,9 +648,10 @@ def sonar_beam_search(
         max_len: Most tokens to generate, EOS included (EOS is forced at the last one).
         beam_size: K.
         len_penalty: Length-normalization exponent.
+        n_best: Return all ``K`` hypotheses, best first, instead of the best one.
 
     Returns:
-        [batch, max_len] int32: ids, EOS, then PAD.
+        [batch, max_len] int32: ids, EOS, then PAD; with ``n_best`` [batch, K, max_len].
     """
     _check_positions(decoder, max_len)
     b, k = concepts.shape[0], beam_size
@@ -707,6 +710,9 @@ def sonar_beam_search(
         jnp.zeros((b,), jnp.int32),
     )
     _, _, _, _, _, fin_seqs, fin_scores, _ = jax.lax.while_loop(cond, body, carry)
+    if n_best:
+        ranked = jnp.argsort(-fin_scores, axis=1, stable=True)
+        return jnp.take_along_axis(fin_seqs, ranked[..., None], axis=1)
     best = jnp.argmax(fin_scores, axis=1)
     return jnp.take_along_axis(fin_seqs, best[:, None, None], axis=1)[:, 0]
 
@@ -855,8 +861,11 @@ def _generate_impl(
     lang: jax.Array,
     max_len: int,
     beam_size: int,
+    n_best: bool = False,
 ) -> jax.Array:
     decoder = nnx.merge(graphdef, state).decoder
+    if n_best:
+        return sonar_beam_search(decoder, concepts, lang, max_len, beam_size, n_best=True)
     if beam_size == 1:
         return sonar_greedy_search(decoder, concepts, lang, max_len)
     return sonar_beam_search(decoder, concepts, lang, max_len, beam_size)
@@ -910,7 +919,7 @@ class SonarCodec(Codec):
         self._encode = jax.jit(functools.partial(_encode_impl, self._graphdef))
         self._generate = jax.jit(
             functools.partial(_generate_impl, self._graphdef),
-            static_argnames=("max_len", "beam_size"),
+            static_argnames=("max_len", "beam_size", "n_best"),
         )
         self._lengths = _ladder(LENGTH_BUCKETS, cfg.max_len)
         self.encode_precision = encode_precision
@@ -975,6 +984,7 @@ class SonarCodec(Codec):
         beam_size: int = 1,
         max_len: int | None = None,
         lang: str | None = None,
+        rerank: bool = False,
     ) -> list[str]:
         """Decode SONAR vectors into sentences.
 
@@ -986,6 +996,8 @@ class SonarCodec(Codec):
                 holds at most :data:`DECODE_CACHE_BYTES` of KV cache: fewer sentences per
                 call than ``batch_size`` when long outputs or wide beams need it.
             lang: Language to write (default: ``target_lang``).
+            rerank: Of the ``beam_size`` hypotheses, return the one whose own encoding (in
+                ``lang``) lies nearest to the vector (see :meth:`Codec.decode`).
 
         Returns:
             N sentences.
@@ -998,15 +1010,19 @@ class SonarCodec(Codec):
                 "this SONAR model has no decoder: convert a decoder checkpoint too "
                 "(lcm convert-sonar ENCODER.pt DECODER.pt OUT_DIR ...)"
             )
-        vecs, max_len = self._check_decode_args(vectors, beam_size, max_len)
-        lang_id = np.int32(self.tokenizer.lang_id(lang or self.target_lang))
+        vecs, max_len = self._check_decode_args(vectors, beam_size, max_len, rerank)
+        lang = lang or self.target_lang
+        lang_id = np.int32(self.tokenizer.lang_id(lang))
         dec = self.config.decoder
         row_bytes = 2 * 4 * dec.num_layers * (max_len + 2) * dec.model_dim * beam_size
         rows = max(1, min(self.batch_size, DECODE_CACHE_BYTES // row_bytes))
         seqs = self._generate_rows(
-            vecs, lang_id, max_len=max_len, beam_size=beam_size, batch_size=rows
+            vecs, lang_id, max_len=max_len, beam_size=beam_size, batch_size=rows, n_best=rerank
         )
-        return self.tokenizer.decode(seqs)
+        texts = self.tokenizer.decode(seqs)
+        if not rerank:
+            return texts
+        return closest_candidates(vecs, texts, functools.partial(self.encode, lang=lang))
 
     def _default_card(self, n_params: int) -> str:
         cfg = self.config

@@ -38,6 +38,14 @@ def _add_model_args(p: argparse.ArgumentParser, max_sentences: int) -> None:
         help="stop when a concept repeats the previous one this closely (cosine; default 0.9)",
     )
     p.add_argument("--no-repetition-stop", action="store_true", help="never stop on a repetition")
+    p.add_argument(
+        "--beam-size", type=int, default=1, help="codec decoding: 1 greedy, more beam search"
+    )
+    p.add_argument(
+        "--rerank",
+        action="store_true",
+        help="decode each concept into the beam whose encoding is nearest (needs --beam-size > 1)",
+    )
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,7 +61,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _pipeline(args: argparse.Namespace) -> Any:
     from lcm.pipeline import Pipeline
 
-    return Pipeline.load(args.model, codec=args.codec)
+    return Pipeline.load(args.model, codec=args.codec, beam_size=args.beam_size, rerank=args.rerank)
 
 
 def read_text(name: str) -> str:
@@ -185,7 +193,7 @@ def eval_task_main(argv: Sequence[str]) -> int:
             if name == "model":
                 system = T.model_system(pipe, args.task, max_sentences, **_options(args))
             elif name == "roundtrip":
-                system = T.roundtrip(pipe.codec)
+                system = T.roundtrip(pipe.decode, pipe.codec.encode)
             elif name.startswith("lead-") and name[5:].isdigit():
                 system = T.lead(int(name[5:]))
             else:
@@ -214,6 +222,7 @@ def eval_task_main(argv: Sequence[str]) -> int:
                 "model": args.model,
                 "max_sentences": max_sentences,
                 "options": _options(args),
+                "decoding": {"beam_size": args.beam_size, "rerank": args.rerank},
                 "results": results,
                 "samples": {
                     name: [{"id": ex.id, "output": o} for ex, o in zip(examples, outs)][:20]

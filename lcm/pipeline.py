@@ -64,9 +64,27 @@ class Pipeline:
         codec: The sentence codec (``encoders.Codec``) whose space the LCM was trained in.
         lcm: The opened LCM model directory.
         generation: Default generation options (``max_sentences`` is set per call).
+        beam_size: How the codec decodes the generated concepts: 1 greedy, more beam search.
+        rerank: Decode each concept into the beam whose encoding lies nearest to it (see
+            ``Codec.decode``; needs ``beam_size > 1``).
+
+    Raises:
+        ValueError: The codec and the LCM live in different spaces, or bad decoding options.
     """
 
-    def __init__(self, codec: Any, lcm: LCMModel, generation: GenerationConfig | None = None):
+    def __init__(
+        self,
+        codec: Any,
+        lcm: LCMModel,
+        generation: GenerationConfig | None = None,
+        *,
+        beam_size: int = 1,
+        rerank: bool = False,
+    ):
+        if not isinstance(beam_size, int) or beam_size < 1:
+            raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
+        if rerank and beam_size < 2:
+            raise ValueError("rerank=True chooses among beams: it needs beam_size > 1")
         if codec.dim != lcm.config.concept_dim:
             raise ValueError(
                 f"codec vectors have D={codec.dim} but the LCM expects "
@@ -75,6 +93,8 @@ class Pipeline:
         self.codec = codec
         self.lcm = lcm
         self.generation = generation or GenerationConfig()
+        self.beam_size = beam_size
+        self.rerank = rerank
         self._eot = lcm.normalizer.normalize(lcm.eot)
         self._markers: dict[str, np.ndarray] = {}
 
@@ -85,6 +105,8 @@ class Pipeline:
         *,
         codec: str | os.PathLike[str] | None = None,
         generation: GenerationConfig | None = None,
+        beam_size: int = 1,
+        rerank: bool = False,
     ) -> Pipeline:
         """Open the shipped pipeline (``"default"``) or an LCM model directory.
 
@@ -93,6 +115,8 @@ class Pipeline:
             codec: The codec to use: a codec directory or "default". Default: the
                 directory's own ``codec/`` subdirectory if it has one, else the shipped codec.
             generation: Default generation options.
+            beam_size: How concepts are decoded (see :class:`Pipeline`).
+            rerank: Rerank the beams by their encodings (see :class:`Pipeline`).
 
         Raises:
             FileNotFoundError: The model (or codec) is missing.
@@ -111,7 +135,7 @@ class Pipeline:
         lcm = load_lcm(path)
         if codec is None:
             codec = path / CODEC_SUBDIR if (path / CODEC_SUBDIR).is_dir() else "default"
-        return cls(encoders.load(codec), lcm, generation)
+        return cls(encoders.load(codec), lcm, generation, beam_size=beam_size, rerank=rerank)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -165,7 +189,7 @@ class Pipeline:
         (prompt,) = self._task_prompts(task, [text], max_sentences)
         for concept in stream_continuation(self.lcm.model, prompt, config, self._eot):
             vector = self.lcm.normalizer.denormalize(concept[None])
-            yield self.codec.decode(np.asarray(vector, np.float32))[0]
+            yield self.decode(np.asarray(vector, np.float32))[0]
 
     def summarize_many(
         self, documents: Sequence[str], max_sentences: int = 4, **options: Any
@@ -178,6 +202,10 @@ class Pipeline:
     ) -> list[str]:
         """:meth:`expand` for several summaries, generated together in batches."""
         return self._task("expand", summaries, max_sentences, options)
+
+    def decode(self, vectors: np.ndarray) -> list[str]:
+        """Sentences of concept vectors [N, D] (codec space), with this pipeline's decoding."""
+        return self.codec.decode(vectors, beam_size=self.beam_size, rerank=self.rerank)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -242,7 +270,7 @@ class Pipeline:
         """The sentences of each continuation (one codec call for all of them)."""
         vectors = [self.lcm.normalizer.denormalize(c.concepts) for c in continuations]
         flat = [v for vs in vectors for v in vs]
-        texts = self.codec.decode(np.stack(flat)) if flat else []
+        texts = self.decode(np.stack(flat)) if flat else []
         out, start = [], 0
         for vs in vectors:
             out.append(list(texts[start : start + len(vs)]))

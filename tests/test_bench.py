@@ -230,6 +230,7 @@ def test_perf_parts_report(tmp_path: Path) -> None:
     codec = report["codec"]
     assert codec["sentences"] == 64 and codec["decode_sentences"] == 16 and not codec["trained"]
     assert codec["encode_sentences_per_s"] > 0 and codec["decode_sentences_per_s"] > 0
+    assert codec["decode_beam8_rerank_sentences_per_s"] > 0
     goals = {g["goal"]: g for g in report["goals"]}
     assert (
         "codec: encode sentences/s" in goals

@@ -15,9 +15,15 @@ from codec_fixtures import MEMORIZED, overfitted_codec, prepared_data
 import encoders
 from encoders import codec as codec_module
 from encoders.cli import decode_main, encode_main
-from encoders.codec import Codec
+from encoders.codec import Codec, closest_candidates
 from encoders.config import CodecDataConfig
-from encoders.generate import _argmax, beam_search, cache_windows, greedy_search
+from encoders.generate import (
+    _argmax,
+    beam_search,
+    beam_search_n_best,
+    cache_windows,
+    greedy_search,
+)
 from encoders.tokenizer import PAD_ID
 from encoders.train import TASK
 from lcm.config import ConfigError
@@ -57,6 +63,45 @@ def test_beam_of_one_is_greedy_on_arbitrary_vectors(codec: Codec) -> None:
     decoder = codec.model.decoder
     beam = jax.jit(lambda v: beam_search(decoder, v, 20, 1))(vecs)
     np.testing.assert_array_equal(greedy, beam)
+
+
+def test_n_best_beams_are_distinct_and_led_by_the_beam_search_result(codec: Codec) -> None:
+    vecs = np.random.default_rng(0).normal(size=(5, 32)).astype(np.float32)
+    decoder = codec.model.decoder
+    best = jax.jit(lambda v: beam_search(decoder, v, 20, 3))(vecs)
+    n_best = np.asarray(jax.jit(lambda v: beam_search_n_best(decoder, v, 20, 3))(vecs))
+    assert n_best.shape == (5, 3, 20)
+    np.testing.assert_array_equal(n_best[:, 0], best)
+    assert all(len({tuple(beam) for beam in beams}) == 3 for beams in n_best)
+
+
+def test_rerank_returns_the_beam_whose_encoding_is_nearest(codec: Codec) -> None:
+    clean = codec.encode(MEMORIZED)
+    assert codec.decode(clean, beam_size=3, rerank=True) == MEMORIZED
+    noise = np.random.default_rng(1).normal(size=clean.shape).astype(np.float32)
+    vecs = clean + 0.5 * noise * np.linalg.norm(clean, axis=1, keepdims=True) / np.sqrt(32)
+    k = 4
+    beams = codec.tokenizer.decode(
+        codec._generate_rows(vecs, max_len=codec.max_decode_len, beam_size=k, n_best=True)
+    )
+    chosen = codec.decode(vecs, beam_size=k, rerank=True)
+    assert chosen != codec.decode(vecs, beam_size=k)  # the choice can differ from the best beam
+    for i, text in enumerate(chosen):
+        candidates = [t for t in beams[i * k : (i + 1) * k] if t.strip()]
+        dist = {t: float(np.sum((codec.encode([t])[0] - vecs[i]) ** 2)) for t in candidates}
+        assert dist[text] == pytest.approx(min(dist.values()), rel=1e-4)
+
+
+def test_closest_candidates_skips_empty_ones_and_checks_counts() -> None:
+    def encode(texts: list[str]) -> np.ndarray:  # a 1-D "space": the text's length
+        return np.array([[float(len(t))] for t in texts], np.float32)
+
+    vecs = np.array([[3.0], [10.0], [0.0]], np.float32)
+    candidates = ["a", "abcd", "abc", "", "abcdefghi", "x", "", " ", ""]
+    assert closest_candidates(vecs, candidates, encode) == ["abc", "abcdefghi", ""]
+    with pytest.raises(ValueError, match="not K per vector"):
+        closest_candidates(vecs, candidates[:-1], encode)
+    assert closest_candidates(vecs[:0], [], encode) == []
 
 
 def test_max_len_caps_generation(codec: Codec) -> None:
@@ -117,6 +162,8 @@ def test_decode_rejects_bad_options(codec: Codec) -> None:
     vecs = np.zeros((1, 32), np.float32)
     with pytest.raises(ValueError, match="beam_size"):
         codec.decode(vecs, beam_size=0)
+    with pytest.raises(ValueError, match="rerank=True .* beam_size > 1"):
+        codec.decode(vecs, rerank=True)
     with pytest.raises(ValueError, match="max_len"):
         codec.decode(vecs, max_len=1000)
 
@@ -201,6 +248,9 @@ def test_cli_encode_then_decode(model_dir, tmp_path, suffix: str, capsys) -> Non
         assert np.load(vectors).shape == (len(MEMORIZED), 32)
     out = tmp_path / "out.txt"
     assert decode_main([str(vectors), "-o", str(out), "--model", str(model_dir)]) == 0
+    assert out.read_text().splitlines() == MEMORIZED
+    args = [str(vectors), "-o", str(out), "--model", str(model_dir), "--beam-size", "3"]
+    assert decode_main([*args, "--rerank"]) == 0
     assert out.read_text().splitlines() == MEMORIZED
 
 

@@ -54,6 +54,12 @@ def test_cli_on_a_prepared_split(tmp_path, capsys) -> None:
     assert "ALL" in capsys.readouterr().out
     assert set(json.loads(out.read_text())["per_source"]) == {"lit", "tech"}
     assert main([str(model_dir), "--data", str(tmp_path / "missing")]) == 2
+    args = [str(model_dir), "--data", str(tmp_path), "--json", str(out), "--beam-size", "3"]
+    assert main([*args, "--rerank"]) == 0
+    report = json.loads(out.read_text())
+    assert report["decoding"] == "beam3+rerank" and report["overall"]["clean"]["n"] == 3
+    assert main([str(model_dir), "--data", str(tmp_path), "--rerank"]) == 2
+    assert "--beam-size 2 or more" in capsys.readouterr().err
 
 
 def test_eval_record_of_a_run() -> None:
@@ -63,9 +69,11 @@ def test_eval_record_of_a_run() -> None:
     report = evaluate_codec(codec, MEMORIZED, ["a"] * len(MEMORIZED), noise_levels=(0.1,))
     record = eval_record(report, 1200, "test")
     assert record["step"] == 1200 and record["eval_bleu"] == pytest.approx(100.0)
+    assert record["decoding"] == "greedy"
     assert set(record) == {
         "step",
         "split",
+        "decoding",
         "eval_bleu",
         "eval_exact",
         "eval_bleu_noise0.1",

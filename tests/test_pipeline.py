@@ -97,6 +97,20 @@ def test_bad_input_has_documented_behaviour(pipe: Pipeline) -> None:
         assert pipe.summarize(huge, max_sentences=2).strip()
 
 
+def test_decoding_options_reach_the_codec(model_dir: Path) -> None:
+    reranking = Pipeline.load(model_dir, beam_size=3, rerank=True)
+    codec = reranking.codec
+    clean = codec.encode(MEMORIZED)
+    assert reranking.decode(clean) == MEMORIZED
+    noisy = clean + np.random.default_rng(0).normal(size=clean.shape).astype(np.float32)
+    assert reranking.decode(noisy) == codec.decode(noisy, beam_size=3, rerank=True)
+    assert Pipeline.load(model_dir).decode(noisy) == codec.decode(noisy)
+    with pytest.raises(ValueError, match="needs beam_size > 1"):
+        Pipeline.load(model_dir, rerank=True)
+    with pytest.raises(ValueError, match="beam_size must be a positive int"):
+        Pipeline(codec, reranking.lcm, beam_size=0)
+
+
 def test_model_directory_round_trip_and_errors(model_dir: Path, tmp_path: Path) -> None:
     loaded = load_lcm(model_dir)
     assert loaded.config.family == "base_lcm" and loaded.eot.shape == (loaded.config.concept_dim,)
@@ -167,6 +181,11 @@ def test_eval_task_scores_model_and_baselines(model_dir: Path, tmp_path: Path, c
     # lead-1 copies the input's first sentence: every 3-gram of it is in the source.
     assert record["results"]["lead-1"]["ovl3"] == pytest.approx(1.0)
     assert "| lead-1 |" in capsys.readouterr().out
+    argv[argv.index("model,lead-1,roundtrip")] = "roundtrip"
+    assert lcm_main([*argv, "--beam-size", "3", "--rerank"]) == 0
+    record = json.loads(out.read_text())
+    assert record["decoding"] == {"beam_size": 3, "rerank": True}
+    assert set(record["results"]) == {"roundtrip"}
 
 
 def test_task_metrics_closed_form() -> None:

@@ -330,6 +330,10 @@ def test_beam_one_is_greedy_and_beams_end_with_eos() -> None:
     )
     beams = np.asarray(sonar_beam_search(model.decoder, vectors, 865, 12, 3))
     assert beams.shape == (4, 12) and all(EOS_IDX in row for row in beams)
+    n_best = np.asarray(sonar_beam_search(model.decoder, vectors, 865, 12, 3, n_best=True))
+    assert n_best.shape == (4, 3, 12)
+    np.testing.assert_array_equal(n_best[:, 0], beams)
+    assert all(len({tuple(b) for b in hyps}) == 3 for hyps in n_best)
 
 
 def test_legacy_fairseq_checkpoints_convert_to_the_same_weights() -> None:
@@ -400,6 +404,17 @@ def test_model_directory_round_trip(nllb_file: Path, tmp_path: Path) -> None:
     texts = loaded.decode(vectors, max_len=16)
     assert len(texts) == 4 and all(isinstance(t, str) for t in texts)
     assert loaded.decode(vectors, max_len=16, beam_size=2, lang="deu_Latn") is not None
+    # Reranking picks the hypothesis whose encoding (in the written language) is nearest.
+    chosen = loaded.decode(vectors, max_len=16, beam_size=3, lang="deu_Latn", rerank=True)
+    hyps = tok.decode(
+        loaded._generate_rows(
+            vectors, np.int32(tok.lang_id("deu_Latn")), max_len=16, beam_size=3, n_best=True
+        )
+    )
+    for i, text in enumerate(chosen):
+        live = [h for h in hyps[3 * i : 3 * i + 3] if h.strip()]
+        dist = [np.sum((loaded.encode([h], lang="deu_Latn")[0] - vectors[i]) ** 2) for h in live]
+        assert text == live[int(np.argmin(dist))]
     assert loaded.max_decode_len == 510
     with pytest.raises(ValueError, match="unknown language 'english'"):
         loaded.decode(vectors, lang="english")

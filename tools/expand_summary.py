@@ -34,13 +34,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--codec", default=None, help="codec directory (default: the model's)")
     parser.add_argument("--max-sentences", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--beam-size", type=int, default=1, help="codec decoding: 1 = greedy")
+    parser.add_argument(
+        "--rerank", action="store_true", help="decode into the beam whose encoding is nearest"
+    )
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
     from lcm.pipeline import Pipeline
 
     try:
-        pipe = Pipeline.load(args.model, codec=args.codec)
+        pipe = Pipeline.load(
+            args.model, codec=args.codec, beam_size=args.beam_size, rerank=args.rerank
+        )
     except (FileNotFoundError, ValueError) as e:
         print(f"expand_summary: error: {e}", file=sys.stderr)
         return 1

@@ -19,9 +19,12 @@ import dataclasses
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lcm.data.segment import text_sentences
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TASKS = ("summarize", "expand")
 METRICS = ("rouge1", "rouge2", "rougeL", "ovl3", "rep4", "words", "sentences")
@@ -135,15 +138,25 @@ def lead(k: int) -> Callable[[Sequence[TaskExample]], list[str]]:
     return system
 
 
-def roundtrip(codec: Any, batch: int = 256) -> Callable[[Sequence[TaskExample]], list[str]]:
-    """The concept-space ceiling: each reference sentence through ``decode(encode(.))``."""
+def roundtrip(
+    decode: Callable[[np.ndarray], list[str]],
+    encode: Callable[[list[str]], np.ndarray],
+    batch: int = 256,
+) -> Callable[[Sequence[TaskExample]], list[str]]:
+    """The concept-space ceiling: each reference sentence through ``decode(encode(.))``.
+
+    Args:
+        decode: Vectors [N, D] -> N sentences (e.g. ``Pipeline.decode``, ``Codec.decode``).
+        encode: Sentences -> [N, D] vectors (``Codec.encode``).
+        batch: Sentences per encode/decode call.
+    """
 
     def system(examples: Sequence[TaskExample]) -> list[str]:
         per = [text_sentences(ex.reference) for ex in examples]
         flat = [s for sents in per for s in sents]
         decoded: list[str] = []
         for i in range(0, len(flat), batch):
-            decoded.extend(codec.decode(codec.encode(flat[i : i + batch])))
+            decoded.extend(decode(encode(flat[i : i + batch])))
         out, start = [], 0
         for sents in per:
             out.append(" ".join(decoded[start : start + len(sents)]))
