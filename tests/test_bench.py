@@ -230,7 +230,10 @@ def test_perf_parts_report(tmp_path: Path) -> None:
     codec = report["codec"]
     assert codec["sentences"] == 64 and codec["decode_sentences"] == 16 and not codec["trained"]
     assert codec["encode_sentences_per_s"] > 0 and codec["decode_sentences_per_s"] > 0
-    assert codec["decode_beam8_rerank_sentences_per_s"] > 0
+    assert [(b["beam_size"], b["rerank"]) for b in codec["decode_beam"]] == list(
+        bench.BEAM_DECODINGS
+    )
+    assert all(b["sentences_per_s"] > 0 for b in codec["decode_beam"])
     goals = {g["goal"]: g for g in report["goals"]}
     assert (
         "codec: encode sentences/s" in goals

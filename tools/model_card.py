@@ -47,7 +47,8 @@ def run_summary(run_dir: Path, until: int | None = None) -> dict[str, float]:
 
 
 def _codec_section(report: dict) -> list[str]:
-    lines = ["| condition | sentences | BLEU | exact match |", "|---|---|---|---|"]
+    lines = [f"round trip, decoding: {report.get('decoding', 'greedy')}", ""]
+    lines += ["| condition | sentences | BLEU | exact match |", "|---|---|---|---|"]
     for cond, s in report["overall"].items():
         lines.append(f"| {cond} | {s['n']} | {s['bleu']:.1f} | {s['exact_match']:.3f} |")
     lines += ["", "| source | " + " | ".join(f"BLEU {c}" for c in report["overall"]) + " |"]
@@ -56,7 +57,7 @@ def _codec_section(report: dict) -> list[str]:
         lines.append(f"| {src} | " + " | ".join(f"{s['bleu']:.1f}" for s in conds.values()) + " |")
     lines.append(
         f"\nencode {report['encode_per_s']:.0f} sentences/s, decode "
-        f"{report['decode_per_s']:.0f} sentences/s (2 shared CPU cores)"
+        f"{report['decode_per_s']:.1f} sentences/s (2 shared CPU cores)"
     )
     return lines
 
