@@ -292,9 +292,10 @@ class Codec:
             max_len: Most tokens per sentence, EOS included (default ``config.max_len``).
             rerank: Return, of the ``beam_size`` final beams, the sentence whose own encoding
                 lies nearest (L2) to the vector, instead of the most probable one (needs
-                ``beam_size > 1``). Costs one encoding per beam, little next to decoding; on
-                the shipped codec, beam 8 with reranking gives round-trip BLEU 80 where
-                greedy decoding gives 62 (README, "Sentence codec").
+                ``beam_size > 1``). Costs one encoding per beam, little next to decoding. On
+                the shipped codec's held-out sentences, round-trip BLEU is 62 greedy, 78 with
+                beam 8 and 80 with beam 16, reranked (README, "Decoding: beam search and
+                reranking").
 
         Returns:
             N sentences.
