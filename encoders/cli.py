@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from encoders.codec import ENCODE_PRECISIONS, load
+from lcm.cli import add_decoding_args, check_decoding_args
 from lcm.io import write_bytes_atomic
 
 
@@ -109,16 +110,11 @@ def decode_main(argv: Sequence[str]) -> int:
     parser.add_argument("-o", "--output", default="-", help="text output (default: stdout)")
     parser.add_argument("--model", default="default", help="'default' or a model directory")
     parser.add_argument("--column", default="embedding", help="Parquet vector column name")
-    parser.add_argument("--beam-size", type=int, default=1, help="1 = greedy")
-    parser.add_argument(
-        "--rerank",
-        action="store_true",
-        help="of the beams, write the sentence whose encoding is nearest to the vector "
-        "(needs --beam-size > 1; beam 8 with --rerank is the most faithful)",
-    )
+    add_decoding_args(parser)
     parser.add_argument("--max-len", type=int, default=None, help="most tokens per sentence")
     parser.add_argument("--lang", help="language to write, SONAR models only (eng_Latn, ...)")
     args = parser.parse_args(argv)
+    check_decoding_args(parser, args)
     try:
         vectors = _read_vectors(args.input, args.column)
         codec = load(args.model, target_lang=args.lang)

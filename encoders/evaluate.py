@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from encoders.codec import ENCODE_PRECISIONS, Codec
+from lcm.cli import add_decoding_args, check_decoding_args
 from lcm.io import write_text_atomic
 
 
@@ -200,14 +201,21 @@ def decoding_name(beam_size: int, rerank: bool) -> str:
 
 
 def eval_record(report: CodecReport, step: int, split: str) -> dict[str, float | int | str]:
-    """One ``eval.jsonl`` line of a run: overall BLEU and exact match per condition."""
+    """One ``eval.jsonl`` line of a run: overall BLEU and exact match per condition.
+
+    Keys: ``eval_bleu``, ``eval_exact`` (clean vectors), ``eval_bleu_noise0.1`` (noisy ones);
+    a decoding other than greedy adds its name (``eval_bleu_beam8_rerank``), so that
+    ``lcm plot`` draws each decoding as its own curve.
+    """
     record: dict[str, float | int | str] = {
         "step": step,
         "split": split,
         "decoding": report.decoding,
     }
+    decoding = "" if report.decoding == "greedy" else "_" + report.decoding.replace("+", "_")
     for condition, scores in report.overall.items():
         suffix = "" if condition == "clean" else "_" + condition.replace("=", "")
+        suffix = decoding + suffix
         record[f"eval_bleu{suffix}"] = scores.bleu
         record[f"eval_exact{suffix}"] = scores.exact_match
     return record
@@ -228,12 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-words", type=int, default=30)
     parser.add_argument("--per-source", type=int, default=200, help="sentences per source")
     parser.add_argument("--noise", type=float, nargs="*", default=[0.1], help="relative norms")
-    parser.add_argument("--beam-size", type=int, default=1, help="1 = greedy")
-    parser.add_argument(
-        "--rerank",
-        action="store_true",
-        help="of the beams, keep the sentence whose encoding is nearest to the vector",
-    )
+    add_decoding_args(parser)
     parser.add_argument(
         "--encode-precision",
         choices=ENCODE_PRECISIONS,
@@ -242,12 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="also write the report as JSON here")
     args = parser.parse_args(argv)
+    check_decoding_args(parser, args)
     try:
         codec, step = load_codec(args.model)
         codec.encode_precision = args.encode_precision
         sentences, sources = load_heldout(args.data, args.split, args.max_words, args.per_source)
-        if args.rerank and args.beam_size < 2:
-            raise ValueError("--rerank chooses among beams: add --beam-size 2 or more (e.g. 8)")
     except (FileNotFoundError, ValueError) as e:
         print(f"lcm eval-codec: {e}", file=sys.stderr)
         return 2

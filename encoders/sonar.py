@@ -57,6 +57,7 @@ from encoders.codec import (
     EncodePrecision,
     _encode_impl,
     _ladder,
+    beam_call_rows,
     check_sentences,
     closest_candidates,
 )
@@ -1011,11 +1012,18 @@ class SonarCodec(Codec):
                 "(lcm convert-sonar ENCODER.pt DECODER.pt OUT_DIR ...)"
             )
         vecs, max_len = self._check_decode_args(vectors, beam_size, max_len, rerank)
+        if rerank and self.config.encoder is None:
+            raise ValueError(
+                "rerank=True encodes the candidates, but this SONAR model has no encoder: "
+                "convert an encoder checkpoint too"
+            )
         lang = lang or self.target_lang
         lang_id = np.int32(self.tokenizer.lang_id(lang))
         dec = self.config.decoder
         row_bytes = 2 * 4 * dec.num_layers * (max_len + 2) * dec.model_dim * beam_size
-        rows = max(1, min(self.batch_size, DECODE_CACHE_BYTES // row_bytes))
+        rows = max(
+            1, min(beam_call_rows(beam_size, self.batch_size), DECODE_CACHE_BYTES // row_bytes)
+        )
         seqs = self._generate_rows(
             vecs, lang_id, max_len=max_len, beam_size=beam_size, batch_size=rows, n_best=rerank
         )

@@ -86,6 +86,27 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
 }
 
 
+def add_decoding_args(parser: argparse.ArgumentParser) -> None:
+    """``--beam-size`` and ``--rerank``: how a command decodes vectors (``Codec.decode``)."""
+    parser.add_argument(
+        "--beam-size", type=int, default=1, help="1: greedy decoding; more: beam search"
+    )
+    parser.add_argument(
+        "--rerank",
+        action="store_true",
+        help="of the beams, keep the sentence whose own encoding lies nearest to the vector "
+        "(needs --beam-size > 1; beam 8-16 with --rerank round-trips best, and is slower)",
+    )
+
+
+def check_decoding_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject bad ``--beam-size`` / ``--rerank`` before anything is loaded (exit status 2)."""
+    if args.beam_size < 1:
+        parser.error(f"--beam-size must be at least 1, got {args.beam_size}")
+    if args.rerank and args.beam_size < 2:
+        parser.error("--rerank chooses among beams: add --beam-size 2 or more (8 or 16 are best)")
+
+
 def _not_implemented(name: str, issue: int) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
         del argv

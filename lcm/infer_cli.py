@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lcm.cli import add_decoding_args, check_decoding_args
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
@@ -38,14 +40,7 @@ def _add_model_args(p: argparse.ArgumentParser, max_sentences: int) -> None:
         help="stop when a concept repeats the previous one this closely (cosine; default 0.9)",
     )
     p.add_argument("--no-repetition-stop", action="store_true", help="never stop on a repetition")
-    p.add_argument(
-        "--beam-size", type=int, default=1, help="codec decoding: 1 greedy, more beam search"
-    )
-    p.add_argument(
-        "--rerank",
-        action="store_true",
-        help="decode each concept into the beam whose encoding is nearest (needs --beam-size > 1)",
-    )
+    add_decoding_args(p)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -97,6 +92,7 @@ def summarize_main(argv: Sequence[str]) -> int:
     p.add_argument("file", metavar="FILE", help="text file, or - for stdin")
     _add_model_args(p, max_sentences=4)
     args = p.parse_args(argv)
+    check_decoding_args(p, args)
 
     def run() -> int:
         text = read_text(args.file)
@@ -115,6 +111,7 @@ def expand_main(argv: Sequence[str]) -> int:
     p.add_argument("summary", help="the summary text, or - to read it from stdin")
     _add_model_args(p, max_sentences=8)
     args = p.parse_args(argv)
+    check_decoding_args(p, args)
 
     def run() -> int:
         text = read_text("-") if args.summary == "-" else args.summary
@@ -135,6 +132,7 @@ def generate_main(argv: Sequence[str]) -> int:
     p.add_argument("file", metavar="FILE", help="text file, or - for stdin")
     _add_model_args(p, max_sentences=8)
     args = p.parse_args(argv)
+    check_decoding_args(p, args)
 
     def run() -> int:
         from lcm.data.segment import text_sentences
@@ -171,6 +169,7 @@ def eval_task_main(argv: Sequence[str]) -> int:
     p.add_argument("--samples", type=int, default=3, help="print this many model outputs")
     _add_model_args(p, max_sentences=None)  # type: ignore[arg-type]
     args = p.parse_args(argv)
+    check_decoding_args(p, args)
 
     def run() -> int:
         from lcm.eval import tasks as T

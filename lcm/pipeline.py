@@ -81,10 +81,9 @@ class Pipeline:
         beam_size: int = 1,
         rerank: bool = False,
     ):
-        if not isinstance(beam_size, int) or beam_size < 1:
-            raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
-        if rerank and beam_size < 2:
-            raise ValueError("rerank=True chooses among beams: it needs beam_size > 1")
+        from encoders.codec import check_decoding
+
+        check_decoding(beam_size, rerank)
         if codec.dim != lcm.config.concept_dim:
             raise ValueError(
                 f"codec vectors have D={codec.dim} but the LCM expects "
@@ -122,7 +121,9 @@ class Pipeline:
             FileNotFoundError: The model (or codec) is missing.
         """
         import encoders
+        from encoders.codec import check_decoding
 
+        check_decoding(beam_size, rerank)  # before anything is loaded
         if str(name_or_path) == "default":
             if not (DEFAULT_DIR / "config.yaml").is_file():
                 raise FileNotFoundError(
@@ -205,6 +206,8 @@ class Pipeline:
 
     def decode(self, vectors: np.ndarray) -> list[str]:
         """Sentences of concept vectors [N, D] (codec space), with this pipeline's decoding."""
+        if self.beam_size == 1:  # any codec with a plain decode(vectors) will do
+            return self.codec.decode(vectors)
         return self.codec.decode(vectors, beam_size=self.beam_size, rerank=self.rerank)
 
     # -- internals --------------------------------------------------------------------------

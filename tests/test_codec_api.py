@@ -19,12 +19,13 @@ from encoders.codec import Codec, closest_candidates
 from encoders.config import CodecDataConfig
 from encoders.generate import (
     _argmax,
+    _forbidden_bias,
     beam_search,
     beam_search_n_best,
     cache_windows,
     greedy_search,
 )
-from encoders.tokenizer import PAD_ID
+from encoders.tokenizer import BOS_ID, PAD_ID
 from encoders.train import TASK
 from lcm.config import ConfigError
 
@@ -65,14 +66,32 @@ def test_beam_of_one_is_greedy_on_arbitrary_vectors(codec: Codec) -> None:
     np.testing.assert_array_equal(greedy, beam)
 
 
-def test_n_best_beams_are_distinct_and_led_by_the_beam_search_result(codec: Codec) -> None:
+def test_n_best_beams_are_distinct_and_ranked_by_normalized_log_probability(
+    codec: Codec,
+) -> None:
     vecs = np.random.default_rng(0).normal(size=(5, 32)).astype(np.float32)
     decoder = codec.model.decoder
-    best = jax.jit(lambda v: beam_search(decoder, v, 20, 3))(vecs)
     n_best = np.asarray(jax.jit(lambda v: beam_search_n_best(decoder, v, 20, 3))(vecs))
     assert n_best.shape == (5, 3, 20)
-    np.testing.assert_array_equal(n_best[:, 0], best)
     assert all(len({tuple(beam) for beam in beams}) == 3 for beams in n_best)
+    # Score every beam by a teacher-forced pass: log p(tokens) / length, as the search ranks.
+    targets = n_best.reshape(15, 20)
+    inputs = np.concatenate([np.full((15, 1), BOS_ID), targets[:, :-1]], axis=1)
+    logits = decoder(jnp.asarray(inputs), jnp.asarray(np.repeat(vecs, 3, axis=0)))
+    logp = jax.nn.log_softmax(logits + _forbidden_bias(logits.shape[-1]), axis=-1)
+    token_logp = np.take_along_axis(np.asarray(logp), targets[..., None], axis=-1)[..., 0]
+    real = targets != PAD_ID
+    score = (np.where(real, token_logp, 0.0).sum(-1) / real.sum(-1)).reshape(5, 3)
+    assert np.all(np.diff(score, axis=1) <= 1e-4), score
+
+
+def test_beam_search_in_small_padded_calls_matches_one_call(codec: Codec, monkeypatch) -> None:
+    vecs = codec.encode(MEMORIZED)
+    vecs = vecs + np.random.default_rng(2).normal(size=vecs.shape).astype(np.float32)
+    one_call = codec.decode(vecs, beam_size=3, rerank=True)
+    monkeypatch.setattr(codec_module, "BEAM_ROWS", 12)  # calls of 4 sentences, the last padded
+    assert codec_module.beam_call_rows(3, codec.batch_size) == 4 and len(vecs) % 4
+    assert codec.decode(vecs, beam_size=3, rerank=True) == one_call
 
 
 def test_rerank_returns_the_beam_whose_encoding_is_nearest(codec: Codec) -> None:
@@ -252,6 +271,9 @@ def test_cli_encode_then_decode(model_dir, tmp_path, suffix: str, capsys) -> Non
     args = [str(vectors), "-o", str(out), "--model", str(model_dir), "--beam-size", "3"]
     assert decode_main([*args, "--rerank"]) == 0
     assert out.read_text().splitlines() == MEMORIZED
+    with pytest.raises(SystemExit) as stop:  # checked before the model is loaded
+        decode_main([str(vectors), "--model", str(model_dir / "missing"), "--rerank"])
+    assert stop.value.code == 2 and "--beam-size 2 or more" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_input(model_dir, tmp_path, capsys) -> None:

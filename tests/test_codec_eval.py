@@ -58,8 +58,9 @@ def test_cli_on_a_prepared_split(tmp_path, capsys) -> None:
     assert main([*args, "--rerank"]) == 0
     report = json.loads(out.read_text())
     assert report["decoding"] == "beam3+rerank" and report["overall"]["clean"]["n"] == 3
-    assert main([str(model_dir), "--data", str(tmp_path), "--rerank"]) == 2
-    assert "--beam-size 2 or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main([str(model_dir), "--data", str(tmp_path), "--rerank"])
+    assert stop.value.code == 2 and "--beam-size 2 or more" in capsys.readouterr().err
 
 
 def test_eval_record_of_a_run() -> None:
@@ -70,6 +71,18 @@ def test_eval_record_of_a_run() -> None:
     record = eval_record(report, 1200, "test")
     assert record["step"] == 1200 and record["eval_bleu"] == pytest.approx(100.0)
     assert record["decoding"] == "greedy"
+    reranked = evaluate_codec(
+        codec, MEMORIZED, ["a"] * len(MEMORIZED), noise_levels=(0.1,), beam_size=3, rerank=True
+    )
+    assert set(eval_record(reranked, 1200, "test")) == {
+        "step",
+        "split",
+        "decoding",
+        "eval_bleu_beam3_rerank",
+        "eval_exact_beam3_rerank",
+        "eval_bleu_beam3_rerank_noise0.1",
+        "eval_exact_beam3_rerank_noise0.1",
+    }
     assert set(record) == {
         "step",
         "split",

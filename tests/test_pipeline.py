@@ -103,6 +103,7 @@ def test_decoding_options_reach_the_codec(model_dir: Path) -> None:
     clean = codec.encode(MEMORIZED)
     assert reranking.decode(clean) == MEMORIZED
     noisy = clean + np.random.default_rng(0).normal(size=clean.shape).astype(np.float32)
+    assert codec.decode(noisy, beam_size=3, rerank=True) != codec.decode(noisy)
     assert reranking.decode(noisy) == codec.decode(noisy, beam_size=3, rerank=True)
     assert Pipeline.load(model_dir).decode(noisy) == codec.decode(noisy)
     with pytest.raises(ValueError, match="needs beam_size > 1"):

@@ -422,6 +422,10 @@ def test_model_directory_round_trip(nllb_file: Path, tmp_path: Path) -> None:
         loaded.decode(vectors, max_len=511)
     with pytest.raises(ValueError, match="empty or whitespace-only"):
         loaded.encode(["ok", " "])
+    decoder_only = SonarCodec(toy_model(None, dec_sd), tok)
+    assert len(decoder_only.decode(vectors, max_len=8, beam_size=2)) == 4
+    with pytest.raises(ValueError, match="rerank=True encodes the candidates.*no encoder"):
+        decoder_only.decode(vectors, max_len=8, beam_size=2, rerank=True)
     # The codec of encoders/ has one language.
     sentence_file = tmp_path / "sentences.txt"
     sentence_file.write_text("\n".join(corpus_texts()), encoding="utf-8")

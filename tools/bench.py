@@ -894,7 +894,10 @@ def bench_codec(
     for beam_size, rerank in BEAM_DECODINGS:
         options = {"beam_size": beam_size, "rerank": rerank, "max_len": decode_max_len}
         codec.decode(few, **options)  # compile
-        seconds = _timed(lambda options=options: codec.decode(few, **options))
+        seconds = statistics.median(
+            _timed(lambda options=options: codec.decode(few, **options))
+            for _ in range(sizes.codec_repeats)
+        )
         beams.append(
             {"beam_size": beam_size, "rerank": rerank, "sentences_per_s": len(few) / seconds}
         )

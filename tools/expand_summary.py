@@ -16,6 +16,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from lcm.cli import add_decoding_args, check_decoding_args
+
 BUILT_IN = (
     "interactive viewer for large log files",
     "command-line tool to synchronize files between computers",
@@ -34,11 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--codec", default=None, help="codec directory (default: the model's)")
     parser.add_argument("--max-sentences", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--beam-size", type=int, default=1, help="codec decoding: 1 = greedy")
-    parser.add_argument(
-        "--rerank", action="store_true", help="decode into the beam whose encoding is nearest"
-    )
+    add_decoding_args(parser)
     args = parser.parse_args(argv)
+    check_decoding_args(parser, args)
 
     t0 = time.perf_counter()
     from lcm.pipeline import Pipeline
