@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx
 
 from encoders.config import CodecModelConfig
-from encoders.generate import beam_search, beam_search_n_best, greedy_search
+from encoders.generate import beam_search, greedy_search
 from encoders.model import CodecModel
 from encoders.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml
@@ -113,11 +113,9 @@ def _generate_impl(
     n_best: bool = False,
 ) -> jax.Array:
     decoder = nnx.merge(graphdef, state).decoder
-    if n_best:
-        return beam_search_n_best(decoder, concepts, max_len, beam_size)
-    if beam_size == 1:
+    if beam_size == 1 and not n_best:
         return greedy_search(decoder, concepts, max_len)
-    return beam_search(decoder, concepts, max_len, beam_size)
+    return beam_search(decoder, concepts, max_len, beam_size, n_best=n_best)
 
 
 def check_decoding(beam_size: int, rerank: bool) -> None:

@@ -106,36 +106,13 @@ def beam_search(
     max_len: int,
     beam_size: int,
     length_penalty: float = 1.0,
+    n_best: bool = False,
 ) -> jax.Array:
-    """Beam search; the best beam is chosen by ``log p / length ** length_penalty``.
-
-    With ``beam_size=1`` this is exactly greedy decoding.
-
-    Args:
-        decoder: The sentence decoder.
-        concepts: [B, D] vectors.
-        max_len: Most tokens to generate (EOS included).
-        beam_size: Beams per sentence (K).
-        length_penalty: Exponent of the length normalization of final scores.
-
-    Returns:
-        [B, max_len] int32 of the best beam: ids, then EOS, then PAD.
-    """
-    return beam_search_n_best(decoder, concepts, max_len, beam_size, length_penalty)[:, 0]
-
-
-def beam_search_n_best(
-    decoder: SentenceDecoder,
-    concepts: jax.Array,
-    max_len: int,
-    beam_size: int,
-    length_penalty: float = 1.0,
-) -> jax.Array:
-    """Beam search that returns all ``K`` final beams, best first.
+    """Beam search; beams are ranked by ``log p / length ** length_penalty``.
 
     A finished beam keeps its score and extends only with PAD; beams compete on raw log
-    probability during the search and are ranked at the end by
-    ``log p / length ** length_penalty`` (the first of equal scores first).
+    probability during the search and are ranked at the end (the first of equal scores
+    first). With ``beam_size=1`` this is exactly greedy decoding.
 
     Args:
         decoder: The sentence decoder.
@@ -143,9 +120,11 @@ def beam_search_n_best(
         max_len: Most tokens to generate (EOS included).
         beam_size: Beams per sentence (K).
         length_penalty: Exponent of the length normalization of final scores.
+        n_best: Return all ``K`` final beams, best first, instead of the best one.
 
     Returns:
-        [B, K, max_len] int32: per beam, ids, then EOS, then PAD.
+        [B, max_len] int32 of the best beam: ids, then EOS, then PAD; with ``n_best``
+        [B, K, max_len].
     """
     batch, k = concepts.shape[0], beam_size
     rows = batch * k
@@ -184,4 +163,5 @@ def beam_search_n_best(
     ranked = jnp.argsort(
         -(scores / jnp.maximum(lengths, 1.0) ** length_penalty), axis=-1, stable=True
     )
-    return jnp.take_along_axis(out, ranked[..., None], axis=1)
+    ranked_out = jnp.take_along_axis(out, ranked[..., None], axis=1)
+    return ranked_out if n_best else ranked_out[:, 0]

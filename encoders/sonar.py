@@ -865,11 +865,9 @@ def _generate_impl(
     n_best: bool = False,
 ) -> jax.Array:
     decoder = nnx.merge(graphdef, state).decoder
-    if n_best:
-        return sonar_beam_search(decoder, concepts, lang, max_len, beam_size, n_best=True)
-    if beam_size == 1:
+    if beam_size == 1 and not n_best:
         return sonar_greedy_search(decoder, concepts, lang, max_len)
-    return sonar_beam_search(decoder, concepts, lang, max_len, beam_size)
+    return sonar_beam_search(decoder, concepts, lang, max_len, beam_size, n_best=n_best)
 
 
 class SonarCodec(Codec):

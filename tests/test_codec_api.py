@@ -21,7 +21,6 @@ from encoders.generate import (
     _argmax,
     _forbidden_bias,
     beam_search,
-    beam_search_n_best,
     cache_windows,
     greedy_search,
 )
@@ -71,7 +70,7 @@ def test_n_best_beams_are_distinct_and_ranked_by_normalized_log_probability(
 ) -> None:
     vecs = np.random.default_rng(0).normal(size=(5, 32)).astype(np.float32)
     decoder = codec.model.decoder
-    n_best = np.asarray(jax.jit(lambda v: beam_search_n_best(decoder, v, 20, 3))(vecs))
+    n_best = np.asarray(jax.jit(lambda v: beam_search(decoder, v, 20, 3, n_best=True))(vecs))
     assert n_best.shape == (5, 3, 20)
     assert all(len({tuple(beam) for beam in beams}) == 3 for beams in n_best)
     # Score every beam by a teacher-forced pass: log p(tokens) / length, as the search ranks.
