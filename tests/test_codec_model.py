@@ -223,3 +223,31 @@ def test_prepare_can_reuse_a_tokenizer(tmp_path) -> None:
     np.testing.assert_array_equal(
         np.load(tmp_path / "train.tokens.npy"), np.load(root / "train.tokens.npy")
     )
+
+
+def test_decoder_finetuning_with_a_frozen_encoder_keeps_the_concept_space(tmp_path) -> None:
+    """``optim.frozen=[encoder,decoder/embed]`` (the token embedding is shared with the
+    encoder) trains the decoder alone: every vector encodes exactly as before, so LCMs
+    trained in the codec's space stay valid, while the decoder's layers move."""
+    from conftest import REPO
+
+    from trainers.config import load_train_config
+    from trainers.loop import train
+    from trainers.state import load_trained_model
+
+    config = REPO / "configs/encoders/codec_tiny.yaml"
+    common = [f"data.data_dir={prepared_data()}", "log_every=5", "checkpoint.every=100"]
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    train(load_train_config(config, [*common, f"run_dir={base}", "steps=10"]), progress=False)
+    frozen = ["optim.frozen=[encoder,decoder/embed]", f"init_from={base}", "steps=10"]
+    train(load_train_config(config, [*common, f"run_dir={tuned}", *frozen]), progress=False)
+    _, before, _ = load_trained_model(base)
+    _, after, _ = load_trained_model(tuned)
+    tokenizer = Tokenizer.load(prepared_data() / "tokenizer.model")
+    tokens = jnp.asarray(batch_of(tokenizer, MEMORIZED, 32))
+    np.testing.assert_array_equal(np.asarray(after.encode(tokens)), before.encode(tokens))
+    for name in ("memory", "blocks"):  # every matrix of the decoder's own layers moved
+        old = jax.tree.leaves(nnx.state(getattr(before.decoder, name), nnx.Param))
+        new = jax.tree.leaves(nnx.state(getattr(after.decoder, name), nnx.Param))
+        moved = [not np.array_equal(a, b) for a, b in zip(old, new) if a.ndim > 1]
+        assert moved and all(moved), name

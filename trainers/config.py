@@ -27,6 +27,10 @@ class OptimConfig:
     b1: float = 0.9
     b2: float = 0.98
     eps: float = 1e-8
+    # Parameters kept fixed: path prefixes such as "encoder" or "decoder/embed" (segments of
+    # the parameter tree joined by "/"). Their gradients are stopped (the backward pass skips
+    # layers only they feed), so they get no update, no weight decay and no share of the norm.
+    frozen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -35,6 +39,9 @@ class OptimConfig:
             raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.cooldown_steps < 0:
             raise ValueError(f"optim.cooldown_steps must be >= 0, got {self.cooldown_steps}")
+        for prefix in self.frozen:
+            if not prefix.strip("/"):
+                raise ValueError("optim.frozen holds an empty parameter path")
 
 
 @dataclasses.dataclass(frozen=True)

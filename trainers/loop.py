@@ -31,7 +31,12 @@ from lcm.io import write_text_atomic
 from trainers.checkpoint import Checkpointer
 from trainers.config import TrainConfig
 from trainers.mesh import batch_sharding, make_mesh
-from trainers.optim import learning_rate_schedule, make_optimizer
+from trainers.optim import (
+    frozen_labels,
+    learning_rate_schedule,
+    make_optimizer,
+    stop_frozen_gradients,
+)
 from trainers.state import StateLayout, plan_train_state, with_initial_weights
 from trainers.task import BatchSource, DataContext
 from trainers.tasks import get_task
@@ -85,6 +90,7 @@ def make_train_step(
     def micro_loss(
         params: Any, buffers: Any, batch: dict[str, jax.Array], rng: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        params = stop_frozen_gradients(params, cfg.optim.frozen)
         if compute_dtype != jnp.float32:
             params, batch = _cast_floats(params, compute_dtype), _cast_floats(batch, compute_dtype)
         model = nnx.merge(graphdef, params, buffers)
@@ -285,6 +291,12 @@ def train(
         save_yaml(cfg, run_dir / "config.yaml")
     # --- mesh, data, model and optimizer
     run = prepare(cfg)
+    if cfg.optim.frozen:
+        params = run.layout.abstract["params"]
+        labels = jax.tree.leaves(frozen_labels(params, cfg.optim.frozen))
+        sizes = [p.size for p in jax.tree.leaves(params)]
+        n_frozen = sum(n for n, label in zip(sizes, labels) if label == "frozen")
+        log.info("frozen %s: %d of %d parameters", list(cfg.optim.frozen), n_frozen, sum(sizes))
     # --- restore
     checkpointer = Checkpointer(
         run_dir / "checkpoints",

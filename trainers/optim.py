@@ -1,7 +1,9 @@
-"""Optimizer: AdamW, linear warmup then cosine/linear/constant decay, global-norm clipping."""
+"""Optimizer: AdamW, linear warmup then cosine/linear/constant decay, global-norm clipping,
+optionally with some parameters frozen."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -30,20 +32,77 @@ def learning_rate_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule
     return optax.join_schedules([ramp, decay], [warmup])
 
 
-def _weight_decay_mask(params: Any) -> Any:
-    """Decay matrices only: biases and norm scales (ndim <= 1) are left alone."""
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+def _weight_decay_mask(frozen: tuple[str, ...]) -> Callable[[Any], Any]:
+    """Decay matrices only (biases and norm scales, ndim <= 1, are left alone), never frozen
+    parameters."""
+
+    def mask(params: Any) -> Any:
+        decay = jax.tree.map(lambda p: p.ndim > 1, params)
+        if not frozen:
+            return decay
+        labels = frozen_labels(params, frozen)
+        return jax.tree.map(lambda d, label: d and label == "train", decay, labels)
+
+    return mask
+
+
+def param_path(path: tuple[Any, ...]) -> str:
+    """A parameter's path in the tree as ``"decoder/blocks/0/ffn/up/kernel"``."""
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def frozen_labels(params: Any, frozen: tuple[str, ...]) -> Any:
+    """``"frozen"`` or ``"train"`` for each parameter: frozen when its path starts with one of
+    the ``frozen`` prefixes (whole segments: "encoder" does not match "encoder2/...").
+
+    Raises:
+        ValueError: A prefix matches no parameter (a typo would otherwise train everything).
+    """
+    prefixes = [p.strip("/") for p in frozen]
+    used: set[str] = set()
+
+    def label(path: tuple[Any, ...], _: Any) -> str:
+        name = param_path(path)
+        hits = [p for p in prefixes if name == p or name.startswith(p + "/")]
+        used.update(hits)
+        return "frozen" if hits else "train"
+
+    labels = jax.tree_util.tree_map_with_path(label, params)
+    if unused := [p for p in prefixes if p not in used]:
+        some = sorted({param_path(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)})
+        raise ValueError(
+            f"optim.frozen: {unused} match no parameter (parameters look like {some[:3]} ...)"
+        )
+    if "train" not in jax.tree.leaves(labels):
+        raise ValueError(f"optim.frozen={list(frozen)} freezes every parameter")
+    return labels
+
+
+def stop_frozen_gradients(params: Any, frozen: tuple[str, ...]) -> Any:
+    """``params`` with ``jax.lax.stop_gradient`` on the frozen ones, so that the backward pass
+    skips them (and any layers that only they feed, such as a frozen encoder)."""
+    if not frozen:
+        return params
+    labels = frozen_labels(params, frozen)
+    return jax.tree.map(
+        lambda p, label: jax.lax.stop_gradient(p) if label == "frozen" else p, params, labels
+    )
 
 
 def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransformation:
-    """Clip by global norm (if enabled), then AdamW with the schedule above."""
+    """Clip by global norm (if enabled), then AdamW with the schedule above.
+
+    Frozen parameters (``cfg.frozen``) reach it with zero gradients (the train step applies
+    :func:`stop_frozen_gradients`): Adam's moments of a zero gradient stay zero, so with weight
+    decay masked off their update is exactly zero and they keep their values bit for bit.
+    """
     adamw = optax.adamw(
         learning_rate_schedule(cfg, total_steps),
         b1=cfg.b1,
         b2=cfg.b2,
         eps=cfg.eps,
         weight_decay=cfg.weight_decay,
-        mask=_weight_decay_mask,
+        mask=_weight_decay_mask(cfg.frozen),
     )
     if cfg.clip_norm > 0:
         return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), adamw)
