@@ -111,6 +111,31 @@ def test_cross_attention_memory_mask() -> None:
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_heads_first_memory_attends_like_the_slots_first_layout() -> None:
+    """A memory stored heads-first (reused over DDIM steps) gives the outputs of
+    ``jax.nn.dot_product_attention`` over the slots-first one: unmasked, padded and under a
+    per-query mask, and for a single-key memory."""
+    from lcm.nn.masked_attention import MaskedCrossAttention
+
+    attn = MaskedCrossAttention(D, HEADS, rngs=nnx.Rngs(0))
+    x, m = _x(1, (2, 3, D)), _x(2, (2, 5, D))
+    pad = jnp.array([[True] * 5, [True, True, True, False, False]])
+    for memory in (attn.project_memory(m), attn.project_memory(m, pad)):
+        heads_first = memory.heads_first()
+        assert heads_first.key.shape == (2, HEADS, 5, D // HEADS)
+        np.testing.assert_allclose(attn(x, heads_first), attn(x, memory), atol=1e-5)
+    per_query = _x(3, (2, 3, 5)) > 0
+    per_query = per_query.at[:, :, 0].set(True)  # every query sees a slot
+    np.testing.assert_allclose(
+        attn.attend(x, memory.heads_first(), per_query),
+        attn.attend(x, memory, per_query),
+        atol=1e-5,
+    )
+    single = CrossAttention(D, HEADS, single_key=True, rngs=nnx.Rngs(0))
+    one = single.project_memory(m[:, :1])
+    np.testing.assert_array_equal(single(x, one.heads_first()), single(x, one))
+
+
 def test_rope_scores_depend_only_on_relative_position() -> None:
     q, k = _x(1, (1, 1, 1, 16)), _x(2, (1, 1, 1, 16))
 

@@ -149,7 +149,8 @@ class TwoTowerLCM(nnx.Module):
     ) -> jax.Array:
         """Sample the concept after the context: [B, D]."""
         b, max_len, _ = state.context.shape
-        memories = self.denoiser.project_context(state.context)
+        # Reused by every DDIM step: stored heads-first once, not transposed at each step.
+        memories = [m.heads_first() for m in self.denoiser.project_context(state.context)]
         slots = jnp.arange(max_len)[None, :]
         visible = ((slots < state.length) & (slots >= state.first[:, None]))[:, None, :]
         blind = jnp.zeros_like(visible)

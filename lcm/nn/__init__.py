@@ -4,7 +4,15 @@ Every parameter carries logical axis names ("embed", "mlp", "heads", "vocab", "c
 the trainer maps them to the device mesh.
 """
 
-from lcm.nn.attention import CrossAttention, KVCache, MemoryKV, SelfAttention, cached_attention
+from lcm.nn.attention import (
+    CrossAttention,
+    HeadsFirstMemoryKV,
+    KVCache,
+    MemoryKV,
+    SelfAttention,
+    cached_attention,
+    heads_first_attention,
+)
 from lcm.nn.embeddings import LearnedPositions, TokenEmbedding, apply_rope, sinusoidal_positions
 from lcm.nn.ffn import FfnKind, GeluMlp, SwiGlu, make_ffn
 from lcm.nn.norms import LayerNorm, NormKind, RMSNorm, make_norm
@@ -17,6 +25,7 @@ __all__ = [
     "EncoderBlock",
     "FfnKind",
     "GeluMlp",
+    "HeadsFirstMemoryKV",
     "KVCache",
     "LayerNorm",
     "LearnedPositions",
@@ -30,6 +39,7 @@ __all__ = [
     "cached_attention",
     "call_block",
     "dropout",
+    "heads_first_attention",
     "kernel_init",
     "make_ffn",
     "make_norm",

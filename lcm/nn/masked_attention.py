@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import jax
 
-from lcm.nn.attention import CrossAttention, MemoryKV, SelfAttention
+from lcm.nn.attention import CrossAttention, HeadsFirstMemoryKV, MemoryKV, SelfAttention
 
 
 class MaskedSelfAttention(SelfAttention):
@@ -37,13 +37,13 @@ class MaskedSelfAttention(SelfAttention):
 class MaskedCrossAttention(CrossAttention):
     """:class:`CrossAttention` plus attention under a per-query boolean mask."""
 
-    def attend(self, x: jax.Array, memory: MemoryKV, mask: jax.Array) -> jax.Array:
+    def attend(
+        self, x: jax.Array, memory: MemoryKV | HeadsFirstMemoryKV, mask: jax.Array
+    ) -> jax.Array:
         """Attend from ``x`` [B, T, d_model] to ``memory`` (S keys) under ``mask`` [B, T, S].
 
         Every row of ``mask`` needs at least one True entry; ``memory.mask`` is ignored.
         """
         if self.single_key:
             raise ValueError("a single-key cross-attention has nothing to mask")
-        q = self.query(x).reshape(*x.shape[:-1], self.num_heads, self.head_dim)
-        out = jax.nn.dot_product_attention(q, memory.key, memory.value, mask=mask[:, None])
-        return self.out(out.reshape(*out.shape[:-2], self.num_heads * self.head_dim))
+        return self.attend_keys(x, memory, mask[:, None])

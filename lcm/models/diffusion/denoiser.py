@@ -22,7 +22,7 @@ from flax import nnx
 from lcm.models.config import TransformerConfig
 from lcm.nn import matmul
 from lcm.nn.adaln import AdaLNModulator, modulate
-from lcm.nn.attention import CrossAttention, MemoryKV
+from lcm.nn.attention import CrossAttention, HeadsFirstMemoryKV, MemoryKV
 from lcm.nn.ffn import SwiGlu
 from lcm.nn.masked_attention import MaskedCrossAttention
 from lcm.nn.norms import RMSNorm
@@ -77,7 +77,7 @@ class DenoiserBlock(nnx.Module):
         self,
         x: jax.Array,
         cond: jax.Array,
-        memory: MemoryKV,
+        memory: MemoryKV | HeadsFirstMemoryKV,
         mask: jax.Array,
         rng: jax.Array | None,
     ) -> jax.Array:
@@ -147,7 +147,7 @@ class Denoiser(nnx.Module):
         self,
         x_t: jax.Array,
         t: jax.Array,
-        memories: list[MemoryKV],
+        memories: list[MemoryKV] | list[HeadsFirstMemoryKV],
         visible: jax.Array,
         rng: jax.Array | None = None,
     ) -> jax.Array:
