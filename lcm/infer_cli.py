@@ -172,6 +172,7 @@ def eval_task_main(argv: Sequence[str]) -> int:
     check_decoding_args(p, args)
 
     def run() -> int:
+        from encoders.evaluate import decoding_name
         from lcm.eval import tasks as T
         from lcm.io import write_text_atomic
 
@@ -221,7 +222,7 @@ def eval_task_main(argv: Sequence[str]) -> int:
                 "model": args.model,
                 "max_sentences": max_sentences,
                 "options": _options(args),
-                "decoding": {"beam_size": args.beam_size, "rerank": args.rerank},
+                "decoding": decoding_name(args.beam_size, args.rerank),  # as in eval-codec
                 "results": results,
                 "samples": {
                     name: [{"id": ex.id, "output": o} for ex, o in zip(examples, outs)][:20]

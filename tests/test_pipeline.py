@@ -185,7 +185,7 @@ def test_eval_task_scores_model_and_baselines(model_dir: Path, tmp_path: Path, c
     argv[argv.index("model,lead-1,roundtrip")] = "roundtrip"
     assert lcm_main([*argv, "--beam-size", "3", "--rerank"]) == 0
     record = json.loads(out.read_text())
-    assert record["decoding"] == {"beam_size": 3, "rerank": True}
+    assert record["decoding"] == "beam3+rerank"  # named as lcm eval-codec names it
     assert set(record["results"]) == {"roundtrip"}
 
 
