@@ -226,12 +226,15 @@ def test_perf_parts_report(tmp_path: Path) -> None:
             many["sentences_per_s"] / one["sentences_per_s"]
         )
         assert record["time_to_first_sentence_s"] > 0
-        for b in (one, many):  # the prompt's prefill is part of each call, not all of it
-            assert 0 < b["prefill_ms"] < 1e3 * b["seconds"]
-            assert b["decode_loop_sentences_per_s"] > b["sentences_per_s"]
-        assert record["decode_loop_batch_ratio"] == pytest.approx(
-            many["decode_loop_sentences_per_s"] / one["decode_loop_sentences_per_s"]
-        )
+        for b in (one, many):  # timed apart; at smoke sizes it may be all of a call
+            assert b["prefill_ms"] > 0
+            loop = b["decode_loop_sentences_per_s"]
+            assert loop is None or loop > b["sentences_per_s"]
+        loops = [b["decode_loop_sentences_per_s"] for b in (one, many)]
+        if None not in loops:
+            assert record["decode_loop_batch_ratio"] == pytest.approx(loops[1] / loops[0])
+        else:
+            assert record["decode_loop_batch_ratio"] is None
     assert report["generate"][1]["ddim_steps"] == 40
     codec = report["codec"]
     assert codec["sentences"] == 64 and codec["decode_sentences"] == 16 and not codec["trained"]
