@@ -53,6 +53,7 @@ from encoders.sonar import (
 )
 from lcm.config import save_yaml
 from lcm.io import atomic_write, write_bytes_atomic
+from lcm.nn.weights import variable_name
 
 Kind = Literal["encoder", "decoder"]
 
@@ -419,8 +420,7 @@ def _check_against_model(cfg: SonarCodecConfig, weights: Mapping[str, np.ndarray
     abstractly: nothing is allocated)."""
     abstract = nnx.eval_shape(lambda: SonarModel(cfg, nnx.Rngs(0)))
     wanted = {
-        "/".join(map(str, p)): v.get_value().shape
-        for p, v in nnx.to_flat_state(nnx.state(abstract))
+        variable_name(p): v.get_value().shape for p, v in nnx.to_flat_state(nnx.state(abstract))
     }
     if set(wanted) != set(weights) or any(weights[k].shape != s for k, s in wanted.items()):
         bad = sorted(set(wanted) ^ set(weights)) or [

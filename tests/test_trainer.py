@@ -16,12 +16,12 @@ from conftest import REPO
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from lcm.nn.weights import save_weights
+from lcm.nn.weights import save_weights, variable_name
 from trainers.checkpoint import Checkpointer
 from trainers.config import MeshConfig, OptimConfig, load_train_config
 from trainers.loop import KILL_AFTER_STEP_ENV, NonFiniteLossError, train
 from trainers.mesh import logical_to_mesh_spec, make_mesh, mesh_shape
-from trainers.optim import learning_rate_schedule, param_path
+from trainers.optim import learning_rate_schedule
 from trainers.state import load_trained_model
 
 CONFIG = REPO / "configs/examples/mlp_regression.yaml"
@@ -108,7 +108,7 @@ def test_init_from_names_a_missing_or_mismatched_source(tmp_path: Path) -> None:
 def _flat_params(run_dir: Path) -> dict[str, np.ndarray]:
     _, model, _ = load_trained_model(run_dir)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    return {param_path(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
+    return {variable_name(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
 
 
 def test_frozen_parameters_stay_fixed_while_the_rest_learns(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import optax
 
+from lcm.nn.weights import variable_name
 from trainers.config import OptimConfig
 
 
@@ -46,11 +47,6 @@ def _weight_decay_mask(frozen: tuple[str, ...]) -> Callable[[Any], Any]:
     return mask
 
 
-def param_path(path: tuple[Any, ...]) -> str:
-    """A parameter's path in the tree as ``"decoder/blocks/0/ffn/up/kernel"``."""
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-
-
 def frozen_labels(params: Any, frozen: tuple[str, ...]) -> Any:
     """``"frozen"`` or ``"train"`` for each parameter: frozen when its path starts with one of
     the ``frozen`` prefixes (whole segments: "encoder" does not match "encoder2/...").
@@ -62,14 +58,16 @@ def frozen_labels(params: Any, frozen: tuple[str, ...]) -> Any:
     used: set[str] = set()
 
     def label(path: tuple[Any, ...], _: Any) -> str:
-        name = param_path(path)
+        name = variable_name(path)
         hits = [p for p in prefixes if name == p or name.startswith(p + "/")]
         used.update(hits)
         return "frozen" if hits else "train"
 
     labels = jax.tree_util.tree_map_with_path(label, params)
     if unused := [p for p in prefixes if p not in used]:
-        some = sorted({param_path(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)})
+        some = sorted(
+            {variable_name(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)}
+        )
         raise ValueError(
             f"optim.frozen: {unused} match no parameter (parameters look like {some[:3]} ...)"
         )

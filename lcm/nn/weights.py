@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from lcm.io import write_bytes_atomic
+
+
+def variable_name(path: Sequence[Any]) -> str:
+    """A variable's name in weights files, ``"decoder/blocks/0/ffn/up/kernel"``: the keys of
+    its path joined by "/". Takes an nnx state path (str/int keys) or a ``jax.tree_util`` key
+    path (``DictKey``, ``SequenceKey``, ...); ``optim.frozen`` prefixes use the same names."""
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 def flat_weights(module: nnx.Module, dtype: str | None = None) -> dict[str, np.ndarray]:
@@ -32,7 +40,7 @@ def flat_weights(module: nnx.Module, dtype: str | None = None) -> dict[str, np.n
         arr = np.asarray(var.get_value())
         if dtype is not None and np.issubdtype(arr.dtype, np.floating):
             arr = arr.astype(dtype)
-        out["/".join(map(str, path))] = arr
+        out[variable_name(path)] = arr
     return out
 
 
@@ -76,7 +84,7 @@ def build_with_weights(
         ValueError: Naming the first missing, unexpected or wrongly shaped variable.
     """
     graphdef, state = nnx.split(nnx.eval_shape(build))
-    flat = [("/".join(map(str, p)), p, v) for p, v in nnx.to_flat_state(state)]
+    flat = [(variable_name(p), p, v) for p, v in nnx.to_flat_state(state)]
     missing = [name for name, _, _ in flat if name not in weights]
     if missing:
         raise ValueError(f"{source}: missing variable {missing[0]!r} ({len(missing)} missing)")
