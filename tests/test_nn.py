@@ -24,6 +24,7 @@ from lcm.nn import (
     make_ffn,
     sinusoidal_positions,
 )
+from lcm.nn.masked_transformer import MaskedTransformer
 
 D, HEADS = 32, 4
 LOGICAL_NAMES = {"embed", "mlp", "heads", "vocab", "concept", None}
@@ -49,6 +50,23 @@ def test_kv_cache_decoding_equals_full_causal_pass(cross: bool) -> None:
         out, cache = decode(x[:, i : i + 1], cache, jnp.int32(i))
         outs.append(out)
     np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, atol=1e-5)
+
+
+def test_prefill_of_the_last_output_only_caches_every_position() -> None:
+    """``last_only`` gives the full prefill's last row, ``fill_cache`` no output, and both
+    leave the caches exactly as the full prefill does (left-padded rows included)."""
+    stack = MaskedTransformer(D, 3, HEADS, 64, rngs=nnx.Rngs(0))
+    x, first, zero = _x(1, (2, 5, D)), jnp.array([0, 2], jnp.int32), jnp.int32(0)
+    empty = stack.init_cache(2, 8)
+    full, caches = jax.jit(lambda x: stack.decode(x, empty, zero, first))(x)
+    last, last_caches = jax.jit(lambda x: stack.decode(x, empty, zero, first, last_only=True))(x)
+    filled = jax.jit(lambda x: stack.fill_cache(x, empty, zero, first))(x)
+    assert last.shape == (2, 1, D)
+    np.testing.assert_allclose(last, full[:, -1:], atol=1e-5)
+    for want, a, b in zip(caches, last_caches, filled):
+        for got in (a, b):
+            np.testing.assert_array_equal(got.key, want.key)
+            np.testing.assert_array_equal(got.value, want.value)
 
 
 def test_cached_attention_equals_dot_product_attention_and_writes_in_place() -> None:

@@ -109,7 +109,9 @@ class BaseLCM(nnx.Module):
         """
         first = jnp.zeros(prompt.shape[0], jnp.int32) if first is None else first
         caches = self.decoder.init_cache(prompt.shape[0], max_len)
-        h, caches = self.decoder.decode(self.prenet(prompt), caches, jnp.int32(0), first)
+        h, caches = self.decoder.decode(
+            self.prenet(prompt), caches, jnp.int32(0), first, last_only=True
+        )
         return BaseLCMState(caches, self.postnet(h[:, -1]), jnp.int32(prompt.shape[1]), first)
 
     def next_concept(

@@ -181,7 +181,7 @@ class OneTowerLCM(nnx.Module):
         first = jnp.zeros(prompt.shape[0], jnp.int32) if first is None else first
         caches = self.decoder.init_cache(prompt.shape[0], max_len)
         clean = self._embed(prompt, CLEAN_TIMESTEP)
-        _, caches = self.decoder.decode(clean, caches, jnp.int32(0), first)
+        caches = self.decoder.fill_cache(clean, caches, jnp.int32(0), first)
         return OneTowerState(caches, jnp.int32(prompt.shape[1]), first)
 
     def next_concept(
@@ -208,7 +208,7 @@ class OneTowerLCM(nnx.Module):
 
     def extend(self, state: OneTowerState, concept: jax.Array) -> OneTowerState:
         """Append the clean ``concept`` [B, D] to the context."""
-        _, caches = self.decoder.decode(
+        caches = self.decoder.fill_cache(
             self._embed(concept[:, None], CLEAN_TIMESTEP), state.caches, state.length, state.first
         )
         return OneTowerState(caches, state.length + 1, state.first)

@@ -212,7 +212,7 @@ class QuantLCM(nnx.Module):
         first = jnp.zeros(prompt.shape[0], jnp.int32) if first is None else first
         caches = self.decoder.init_cache(prompt.shape[0], max_len)
         x = self.prenet(self.quantize(prompt))
-        h, caches = self.decoder.decode(x, caches, jnp.int32(0), first)
+        h, caches = self.decoder.decode(x, caches, jnp.int32(0), first, last_only=True)
         return QuantState(caches, h[:, -1], jnp.int32(prompt.shape[1]), first)
 
     def next_concept(

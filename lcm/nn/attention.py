@@ -225,12 +225,20 @@ class SelfAttention(nnx.Module):
         """An empty KV cache for incremental decoding of up to ``max_len`` positions."""
         return KVCache.zeros(batch, max_len, self.num_heads, self.head_dim, self.dtype)
 
+    def write(self, x: jax.Array, cache: KVCache, index: jax.Array) -> KVCache:
+        """Write the keys/values of new positions ``index .. index+T-1`` ([B, T, d_model])
+        to the cache without attending (nothing downstream needs their output)."""
+        _, k, v = self._project(x, index + jnp.arange(x.shape[1]))
+        return cache.write(k, v, index)
+
     def decode(
         self,
         x: jax.Array,
         cache: KVCache,
         index: jax.Array,
         first: jax.Array | None = None,
+        *,
+        last_only: bool = False,
     ) -> tuple[jax.Array, KVCache]:
         """Causal attention for new positions ``index .. index+T-1`` against the cache.
 
@@ -242,13 +250,18 @@ class SelfAttention(nnx.Module):
                 are left-padded, and no real position attends to a padding slot before it.
                 RoPE depends on relative positions only, so a left-padded row computes what
                 it would alone. None: every slot is real.
+            last_only: Write every new position to the cache but attend from the last one
+                only (a prompt's final block needs no other output).
 
         Returns:
-            The output [B, T, d_model] and the cache with the new keys/values written.
+            The output [B, T, d_model] ([B, 1, d_model] with ``last_only``) and the cache
+            with the new keys/values written.
         """
         positions = index + jnp.arange(x.shape[1])
         q, k, v = self._project(x, positions)
         cache = cache.write(k, v, index)
+        if last_only:
+            q, positions = q[:, -1:], positions[-1:]
         # Cache slots past the newest position hold zeros or stale values: mask them out.
         slots = jnp.arange(cache.max_len)
         mask = (slots[None, :] <= positions[:, None])[None, None]  # [1, 1, T, S]

@@ -73,11 +73,20 @@ class MaskedBlock(nnx.Module):
         return x + dropout(self.ffn(self.ffn_norm(x)), self.dropout_rate, r_ffn)
 
     def decode(
-        self, x: jax.Array, cache: KVCache, index: jax.Array, first: jax.Array | None = None
+        self,
+        x: jax.Array,
+        cache: KVCache,
+        index: jax.Array,
+        first: jax.Array | None = None,
+        *,
+        last_only: bool = False,
     ) -> tuple[jax.Array, KVCache]:
-        """Causal pass of positions ``index .. index+T-1`` against ``cache``."""
-        h, cache = self.attention.decode(self.attn_norm(x), cache, index, first)
-        x = x + h
+        """Causal pass of positions ``index .. index+T-1`` against ``cache``; with
+        ``last_only``, every position is cached but only the last one's output computed."""
+        h, cache = self.attention.decode(
+            self.attn_norm(x), cache, index, first, last_only=last_only
+        )
+        x = (x[:, -1:] if last_only else x) + h
         return x + self.ffn(self.ffn_norm(x)), cache
 
 
@@ -162,6 +171,8 @@ class MaskedTransformer(nnx.Module):
         caches: list[KVCache],
         index: jax.Array,
         first: jax.Array | None = None,
+        *,
+        last_only: bool = False,
     ) -> tuple[jax.Array, list[KVCache]]:
         """Causal pass of new positions ``index .. index+T-1`` against the caches.
 
@@ -170,12 +181,33 @@ class MaskedTransformer(nnx.Module):
             caches: One cache per block, holding positions ``< index``.
             index: Position of ``x[:, 0]`` (scalar int32).
             first: [B] first real slot of each left-padded row, or None (no padding).
+            last_only: Return only the last position's output, [B, 1, d_model]. The final
+                block then runs its attention and feed-forward layer for that position
+                alone: a prompt's prefill needs no more.
 
         Returns:
-            [B, T, d_model] and the caches with the new positions written.
+            [B, T, d_model] (or [B, 1, d_model]) and the caches with the new positions
+            written.
         """
         new_caches = []
-        for block, cache in zip(self.blocks, caches):
-            x, cache = block.decode(x, cache, index, first)
+        for i, (block, cache) in enumerate(zip(self.blocks, caches)):
+            final = i == len(self.blocks) - 1
+            x, cache = block.decode(x, cache, index, first, last_only=last_only and final)
             new_caches.append(cache)
         return self.final_norm(x), new_caches
+
+    def fill_cache(
+        self,
+        x: jax.Array,
+        caches: list[KVCache],
+        index: jax.Array,
+        first: jax.Array | None = None,
+    ) -> list[KVCache]:
+        """Write new positions ``index .. index+T-1`` ([B, T, d_model]) to the caches when
+        their outputs are not needed: the final block only projects its keys and values."""
+        *earlier, final = self.blocks
+        new_caches = []
+        for block, cache in zip(earlier, caches):
+            x, cache = block.decode(x, cache, index, first)
+            new_caches.append(cache)
+        return [*new_caches, final.attention.write(final.attn_norm(x), caches[-1], index)]
