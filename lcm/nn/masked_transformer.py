@@ -189,12 +189,9 @@ class MaskedTransformer(nnx.Module):
             [B, T, d_model] (or [B, 1, d_model]) and the caches with the new positions
             written.
         """
-        new_caches = []
-        for i, (block, cache) in enumerate(zip(self.blocks, caches)):
-            final = i == len(self.blocks) - 1
-            x, cache = block.decode(x, cache, index, first, last_only=last_only and final)
-            new_caches.append(cache)
-        return self.final_norm(x), new_caches
+        x, new_caches = self._decode_before_final(x, caches, index, first)
+        x, cache = self.blocks[-1].decode(x, caches[-1], index, first, last_only=last_only)
+        return self.final_norm(x), [*new_caches, cache]
 
     def fill_cache(
         self,
@@ -205,9 +202,21 @@ class MaskedTransformer(nnx.Module):
     ) -> list[KVCache]:
         """Write new positions ``index .. index+T-1`` ([B, T, d_model]) to the caches when
         their outputs are not needed: the final block only projects its keys and values."""
-        *earlier, final = self.blocks
+        x, new_caches = self._decode_before_final(x, caches, index, first)
+        final = self.blocks[-1]
+        return [*new_caches, final.attention.write(final.attn_norm(x), caches[-1], index)]
+
+    def _decode_before_final(
+        self,
+        x: jax.Array,
+        caches: list[KVCache],
+        index: jax.Array,
+        first: jax.Array | None,
+    ) -> tuple[jax.Array, list[KVCache]]:
+        """Every block but the final one over the new positions: the final block's input
+        [B, T, d_model] and the updated caches of the blocks before it."""
         new_caches = []
-        for block, cache in zip(earlier, caches):
+        for block, cache in zip(self.blocks, caches[:-1]):  # zip stops before the final block
             x, cache = block.decode(x, cache, index, first)
             new_caches.append(cache)
-        return [*new_caches, final.attention.write(final.attn_norm(x), caches[-1], index)]
+        return x, new_caches
