@@ -43,3 +43,19 @@ def test_card_reports_steps_tokens_compute_and_metrics(tmp_path) -> None:
     text = card.read_text()
     assert "`lcm train x.yaml`" in text and "20 steps" in text and "200 tokens" in text
     assert "| lead-1 | 50.0 | 20.0 | 40.0 | 100.0 | 0.0 | 9.0 | 1.00 |" in text
+
+
+def test_card_of_a_fine_tune_lists_the_base_models_training_first(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: codec\nbatch_size: 8\nmodel: {d_model: 8}\n")
+    record = {"step": 30, "loss": 0.5, "tokens": 900, "steps_per_s": 1.0}
+    (run / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    base = "# Old\n\n## Training\n- command: `gpu.sh`\n- 8,051 steps\n\n## Model\n- d 8\n"
+    text = write_card(run, tmp_path, "New", "lcm train ft.yaml", [], base_card=base).read_text()
+    stage1, stage2 = text.index("### Stage 1"), text.index("### Stage 2")
+    assert stage1 < text.index("`gpu.sh`") < text.index("8,051 steps") < stage2
+    assert stage2 < text.index("`lcm train ft.yaml`") < text.index("30 steps")
+    assert "- d 8" not in text  # only the base card's training section is carried over
+    with pytest.raises(ValueError, match="Training"):
+        write_card(run, tmp_path, "New", "x", [], base_card="# Old\n\n## Model\n")

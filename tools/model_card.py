@@ -2,12 +2,14 @@
 
     python tools/model_card.py RUN_DIR MODEL_DIR --title "Default sentence codec" \\
         --command "lcm train configs/encoders/codec_small.yaml ..." \\
-        --eval codec_eval.json [--eval more.json] [--note "..."]
+        --eval codec_eval.json [--eval more.json] [--note "..."] [--base-card OLD/card.md]
 
 The card states what a user needs to trust (or distrust) the weights: the command that
 trained them, the data, steps, tokens seen, compute used (wall time of the logged steps on
 the training machine), and the measured metrics, copied from the JSON reports of
-``lcm eval-codec --json`` and ``lcm eval-task --json``.
+``lcm eval-codec --json`` and ``lcm eval-task --json``. A run started from another model's
+weights (``init_from``) passes that model's card as ``--base-card``: its training record comes
+first, so the card covers every stage the weights went through.
 """
 
 from __future__ import annotations
@@ -69,6 +71,20 @@ def _task_section(report: dict) -> list[str]:
     return [head, "", format_table(report["results"])]
 
 
+def training_record(card: str) -> list[str]:
+    """The lines of a card's "## Training" section (without the heading).
+
+    Raises:
+        ValueError: If the card has no such section.
+    """
+    lines = card.splitlines()
+    if "## Training" not in lines:
+        raise ValueError('the base card has no "## Training" section')
+    start = lines.index("## Training") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return [line for line in lines[start:end] if line.strip()]
+
+
 def write_card(
     run_dir: Path,
     model_dir: Path,
@@ -78,16 +94,25 @@ def write_card(
     notes: Sequence[str] = (),
     until: int | None = None,
     hardware: str = "2 shared CPU cores",
+    base_card: str | None = None,
 ) -> Path:
-    """Render and write ``model_dir/card.md``; returns its path."""
+    """Render and write ``model_dir/card.md``; returns its path.
+
+    ``base_card``: the card text of the model the run started from (``init_from``); its
+    training record is listed as the first stage.
+    """
     cfg = read_yaml(run_dir / "config.yaml")
     summary = run_summary(run_dir, until)
     hours = summary["hours"]
     duration = f"{hours * 60:.1f} minutes" if hours < 1 else f"{hours:.1f} hours"
     lines = [f"# {title}", ""]
     lines += [f"> {note}" for note in notes] + ([""] if notes else [])
+    lines += ["## Training"]
+    if base_card is not None:
+        lines += ["", "### Stage 1: the starting weights (`init_from`)", ""]
+        lines += training_record(base_card)
+        lines += ["", "### Stage 2: this run, from those weights", ""]
     lines += [
-        "## Training",
         f"- command: `{command}`",
         f"- task `{cfg['task']}`, config saved in the run as `config.yaml` (model section below)",
         f"- data: `{json.dumps(cfg.get('data', {}))}`",
@@ -122,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--note", action="append", default=[], help="a line shown on top")
     parser.add_argument("--step", type=int, help="the exported checkpoint's step (default: last)")
     parser.add_argument("--hardware", default="2 shared CPU cores", help="what it trained on")
+    parser.add_argument(
+        "--base-card", type=Path, help="card of the model the run started from (init_from)"
+    )
     args = parser.parse_args(argv)
+    base_card = args.base_card.read_text(encoding="utf-8") if args.base_card else None
     target = write_card(
         args.run_dir,
         args.model_dir,
@@ -132,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.note,
         args.step,
         args.hardware,
+        base_card,
     )
     print(f"wrote {target}")
     return 0
