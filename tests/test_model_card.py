@@ -57,5 +57,9 @@ def test_card_of_a_fine_tune_lists_the_base_models_training_first(tmp_path) -> N
     assert stage1 < text.index("`gpu.sh`") < text.index("8,051 steps") < stage2
     assert stage2 < text.index("`lcm train ft.yaml`") < text.index("30 steps")
     assert "- d 8" not in text  # only the base card's training section is carried over
+    # A fine-tune of that fine-tune nests both earlier stages under its own stage 1.
+    again = write_card(run, tmp_path, "Newer", "y", [], base_card=text).read_text()
+    assert again.count("\n### Stage") == 2 and again.count("\n#### Stage") == 2
+    assert again.index("`gpu.sh`") < again.index("`lcm train ft.yaml`") < again.index("`y`")
     with pytest.raises(ValueError, match="Training"):
         write_card(run, tmp_path, "New", "x", [], base_card="# Old\n\n## Model\n")

@@ -72,7 +72,8 @@ def _task_section(report: dict) -> list[str]:
 
 
 def training_record(card: str) -> list[str]:
-    """The lines of a card's "## Training" section (without the heading).
+    """The lines of a card's "## Training" section (without the heading), its own stage
+    headings one level down, so a card of several fine-tunes nests them under its stage 1.
 
     Raises:
         ValueError: If the card has no such section.
@@ -82,7 +83,9 @@ def training_record(card: str) -> list[str]:
         raise ValueError('the base card has no "## Training" section')
     start = lines.index("## Training") + 1
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return [line for line in lines[start:end] if line.strip()]
+    return [
+        "#" + line if line.startswith("### ") else line for line in lines[start:end] if line.strip()
+    ]
 
 
 def write_card(
