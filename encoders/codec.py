@@ -34,8 +34,8 @@ from flax import nnx
 
 from encoders.config import CodecModelConfig
 from encoders.generate import beam_search, greedy_search
-from encoders.model import CodecModel
-from encoders.tokenizer import EOS_ID, PAD_ID, Tokenizer
+from encoders.model import CodecModel, token_log_likelihood
+from encoders.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml
 from lcm.io import write_bytes_atomic
 from lcm.nn.weights import build_with_weights, load_weights, save_weights
@@ -116,6 +116,17 @@ def _generate_impl(
     if beam_size == 1 and not n_best:
         return greedy_search(decoder, concepts, max_len)
     return beam_search(decoder, concepts, max_len, beam_size, n_best=n_best)
+
+
+def _log_likelihood_impl(
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    concepts: jax.Array,
+    targets: jax.Array,
+    prefix: tuple[int, ...],
+) -> jax.Array:
+    decoder = nnx.merge(graphdef, state).decoder
+    return token_log_likelihood(decoder, concepts, targets, prefix).sum(axis=-1)
 
 
 def check_decoding(beam_size: int, rerank: bool) -> None:
@@ -213,6 +224,9 @@ class Codec:
         self._generate = jax.jit(
             functools.partial(_generate_impl, self._graphdef),
             static_argnames=("max_len", "beam_size", "n_best"),
+        )
+        self._log_likelihood = jax.jit(
+            functools.partial(_log_likelihood_impl, self._graphdef), static_argnames="prefix"
         )
         self._lengths = _ladder(LENGTH_BUCKETS, self.config.max_len)
         self.encode_precision = encode_precision
@@ -335,6 +349,70 @@ class Codec:
         )
         texts = self.tokenizer.decode(seqs)
         return closest_candidates(vecs, texts, self.encode) if rerank else texts
+
+    @property
+    def decoder_prefix(self) -> tuple[int, ...]:
+        """The ids the decoder starts every sentence from (``(BOS,)``), before its tokens."""
+        return (BOS_ID,)
+
+    def target_ids(self, sentences: Sequence[str], max_len: int | None = None) -> list[list[int]]:
+        """What the decoder is scored on: each sentence's ids, then ``EOS``, at most
+        ``max_len`` ids in all (default :attr:`max_decode_len`; a longer one is cut, and
+        then has no ``EOS``).
+
+        Raises:
+            TypeError, ValueError: As :meth:`encode`, for the sentences.
+        """
+        cap = self.max_decode_len if max_len is None else max_len
+        if not isinstance(cap, int) or not 1 <= cap <= self.max_decode_len:
+            raise ValueError(f"max_len must be an int in [1, {self.max_decode_len}], got {cap!r}")
+        return [[*x, EOS_ID][:cap] for x in self.tokenizer.encode(check_sentences(sentences))]
+
+    def log_likelihood(
+        self,
+        vectors: np.ndarray | Sequence[Sequence[float]],
+        sentences: Sequence[str],
+        *,
+        max_len: int | None = None,
+    ) -> np.ndarray:
+        """The decoder's teacher-forced log-likelihood of each sentence given its vector.
+
+        The sum over :meth:`target_ids` of ``log p(id | vector, earlier ids)``, computed by
+        :func:`encoders.model.token_log_likelihood`: the function the likelihood LCM trains
+        through.
+
+        Args:
+            vectors: [N, D] real, finite values.
+            sentences: N non-blank strings.
+            max_len: Most ids scored per sentence, EOS included (default
+                :attr:`max_decode_len`).
+
+        Returns:
+            [N] float64 log-probabilities (natural log).
+
+        Raises:
+            ValueError: For bad vectors, a count mismatch or a blank sentence.
+        """
+        vecs = self._check_vectors(vectors)
+        rows = self.target_ids(sentences, max_len)
+        if len(rows) != len(vecs):
+            raise ValueError(f"log_likelihood(): {len(vecs)} vectors for {len(rows)} sentences")
+        out = np.zeros(len(rows), np.float64)
+        rows_ladder = _ladder(BATCH_SIZES, self.batch_size)
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            width = _fit(self._lengths, max(len(r) for r in chunk))
+            n = _fit(rows_ladder, len(chunk))
+            targets = np.full((n, width), PAD_ID, np.int32)
+            for i, r in enumerate(chunk):
+                targets[i, : len(r)] = r
+            concepts = np.zeros((n, self.dim), np.float32)
+            concepts[: len(chunk)] = vecs[start : start + len(chunk)]
+            scores = self._log_likelihood(
+                self._state, concepts, targets, prefix=self.decoder_prefix
+            )
+            out[start : start + len(chunk)] = np.asarray(scores)[: len(chunk)]
+        return out
 
     @property
     def max_decode_len(self) -> int:

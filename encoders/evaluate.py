@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from encoders.codec import ENCODE_PRECISIONS, Codec
-from lcm.cli import add_decoding_args, check_decoding_args
+from lcm.cli import add_decoding_args, check_decoding_args, non_negative_float, positive_int
 from lcm.io import write_text_atomic
 
 
@@ -87,11 +87,35 @@ def load_heldout(
     for f in (text_file, source_file, data_dir / "manifest.json"):
         if not f.is_file():
             raise FileNotFoundError(f"{f} not found; is {data_dir} a prepared codec data dir?")
-    names = json.loads((data_dir / "manifest.json").read_text())["sources"]
-    lines = text_file.read_text(encoding="utf-8").splitlines()
-    source_ids = np.load(source_file)
+    manifest = data_dir / "manifest.json"
+    try:
+        names = json.loads(manifest.read_text(encoding="utf-8"))["sources"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"{manifest}: not a codec data manifest (need a 'sources' list): {e}"
+        ) from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{manifest}: 'sources' must be a list of names, got {names!r:.80}")
+    try:
+        lines = text_file.read_text(encoding="utf-8").splitlines()
+        source_ids = np.load(source_file, allow_pickle=False)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{text_file} is not UTF-8 text (byte {e.start})") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{source_file}: not a readable .npy array ({e})") from None
     if len(lines) != len(source_ids):
         raise ValueError(f"{text_file} has {len(lines)} lines but {len(source_ids)} source ids")
+    if source_ids.ndim != 1 or not np.issubdtype(source_ids.dtype, np.integer):
+        raise ValueError(f"{source_file}: need a 1-D integer array, got {source_ids.dtype}")
+    bad = np.flatnonzero((source_ids < 0) | (source_ids >= len(names)))
+    if bad.size:
+        raise ValueError(
+            f"{source_file}: source id {int(source_ids[bad[0]])} at line {bad[0] + 1} is out of "
+            f"range for the manifest's {len(names)} sources"
+        )
+    blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
+    if blank:
+        raise ValueError(f"{text_file}: {len(blank)} blank line(s), the first at line {blank[0]}")
     rng = np.random.default_rng(seed)
     sentences, sources = [], []
     for sid in np.unique(source_ids):
@@ -99,6 +123,10 @@ def load_heldout(
         for i in sorted(rng.permutation(idx)[:per_source]):
             sentences.append(lines[i])
             sources.append(names[int(sid)])
+    if not sentences:
+        raise ValueError(
+            f"{text_file}: no sentence of at most {max_words} words in split {split!r}"
+        )
     return sentences, sources
 
 
@@ -233,9 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data", default="~/data/codec", help="prepared codec data (tools/prepare_codec_data.py)"
     )
     parser.add_argument("--split", default="test", choices=("valid", "test"))
-    parser.add_argument("--max-words", type=int, default=30)
-    parser.add_argument("--per-source", type=int, default=200, help="sentences per source")
-    parser.add_argument("--noise", type=float, nargs="*", default=[0.1], help="relative norms")
+    parser.add_argument("--max-words", type=positive_int, default=30)
+    parser.add_argument("--per-source", type=positive_int, default=200, help="sentences per source")
+    parser.add_argument(
+        "--noise", type=non_negative_float, nargs="*", default=[0.1], help="relative norms (>= 0)"
+    )
     add_decoding_args(parser)
     parser.add_argument(
         "--encode-precision",

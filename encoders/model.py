@@ -222,6 +222,35 @@ class SentenceDecoder(nnx.Module):
         return self.embed.attend(self.norm(x)), tuple(new_caches)
 
 
+def token_log_likelihood(
+    decoder: nnx.Module, concepts: jax.Array, targets: jax.Array, prefix: tuple[int, ...]
+) -> jax.Array:
+    """Teacher-forced log-probabilities of token ids given concept vectors.
+
+    The one function through which a likelihood objective reaches a codec's decoder (ours or
+    the SONAR port: any module with ``decoder(tokens [B, S], concepts [B, D]) -> logits``).
+    The decoder reads ``prefix + targets[:-1]`` and is scored on ``targets``.
+
+    Args:
+        decoder: A codec decoder.
+        concepts: [B, D] raw (not normalized) concept vectors.
+        targets: [B, L] int ids of each sentence, then ``EOS``, then ``PAD`` (0).
+        prefix: The ids the decoder starts from: ``(BOS,)`` for our codec, ``(</s>, lang)``
+            for SONAR (see ``Codec.decoder_prefix``).
+
+    Returns:
+        [B, L] float32 ``log p(targets[:, l] | prefix, targets[:, :l], concept)``, 0 at PAD.
+    """
+    batch = targets.shape[0]
+    start = jnp.broadcast_to(jnp.asarray(prefix, targets.dtype), (batch, len(prefix)))
+    inputs = jnp.concatenate([start, targets[:, :-1]], axis=1)
+    logits = decoder(inputs, concepts)[:, len(prefix) - 1 :].astype(jnp.float32)
+    # log_softmax gathered at the target, without materializing a second [B, L, V] array.
+    gold = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    logp = gold - jax.nn.logsumexp(logits, axis=-1)
+    return jnp.where(targets != PAD_ID, logp, 0.0)
+
+
 def corrupt_tokens(
     tokens: jax.Array,
     rng: jax.Array,

@@ -57,6 +57,7 @@ from encoders.codec import (
     EncodePrecision,
     _encode_impl,
     _ladder,
+    _log_likelihood_impl,
     beam_call_rows,
     check_sentences,
     closest_candidates,
@@ -848,7 +849,8 @@ class SonarTokenizer:
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Texts of id sequences; control symbols (tags, PAD, EOS) decode to nothing."""
-        return self._sp.decode([[int(i) for i in seq] for seq in ids])
+        seqs = [[int(i) for i in seq] for seq in ids]
+        return self._sp.decode(seqs) if seqs else []  # SentencePiece: [] -> '' otherwise
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the ``.model`` file atomically."""
@@ -920,6 +922,9 @@ class SonarCodec(Codec):
             functools.partial(_generate_impl, self._graphdef),
             static_argnames=("max_len", "beam_size", "n_best"),
         )
+        self._log_likelihood = jax.jit(
+            functools.partial(_log_likelihood_impl, self._graphdef), static_argnames="prefix"
+        )
         self._lengths = _ladder(LENGTH_BUCKETS, cfg.max_len)
         self.encode_precision = encode_precision
         self.source_lang = self.target_lang = cfg.default_lang
@@ -937,6 +942,11 @@ class SonarCodec(Codec):
         if target is not None:
             self.tokenizer.lang_id(target)
             self.target_lang = target
+
+    @property
+    def decoder_prefix(self) -> tuple[int, ...]:
+        """``(</s>, __lang__)`` of the current :attr:`target_lang`, as fairseq2 starts."""
+        return (EOS_IDX, self.tokenizer.lang_id(self.target_lang))
 
     @property
     def max_decode_len(self) -> int:

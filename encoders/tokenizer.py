@@ -77,6 +77,8 @@ class Tokenizer:
         """Texts of id sequences; special ids (PAD, BOS, EOS, MASK) are dropped."""
         specials = {PAD_ID, BOS_ID, EOS_ID, MASK_ID}
         clean = [[int(i) for i in seq if int(i) not in specials] for seq in ids]
+        if not clean:  # SentencePiece reads an empty batch as one empty sequence: ''
+            return []
         return self._sp.decode(clean, num_threads=_NUM_THREADS)
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 
@@ -86,6 +87,38 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
 }
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an int >= 1 (``--limit 0`` would otherwise mean "one item")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _finite_float(text: str, low: float, strict: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0 (no NaN, no infinity, no negative)."""
+    return _finite_float(text, 0.0, strict=True)
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse ``type``: a finite number >= 0."""
+    return _finite_float(text, 0.0, strict=False)
+
+
 def add_decoding_args(parser: argparse.ArgumentParser) -> None:
     """``--beam-size`` and ``--rerank``: how a command decodes vectors (``Codec.decode``)."""
     parser.add_argument(
@@ -145,7 +178,7 @@ def train_main(argv: Sequence[str]) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--time-limit",
-        type=float,
+        type=positive_float,
         metavar="MINUTES",
         help="stop with a checkpoint at the first logging step after this much wall time "
         "(the schedule still spans `steps`; a rerun resumes exactly)",
@@ -158,7 +191,8 @@ def train_main(argv: Sequence[str]) -> int:
     from trainers.distributed import initialize_from_env
 
     initialize_from_env()  # before any JAX computation; a no-op for single-process runs
-    from trainers.loop import NonFiniteLossError, train
+    from trainers.loop import NonFiniteLossError, TrainingInterrupted, train
+    from trainers.run_dir import RunLockedError
 
     try:
         cfg = load_train_config(args.config, args.overrides)
@@ -172,7 +206,20 @@ def train_main(argv: Sequence[str]) -> int:
             progress=not args.no_progress,
             time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
         )
+    except TrainingInterrupted as e:
+        print(
+            f"lcm train: interrupted; saved a checkpoint at step {e.step} in {cfg.run_dir} "
+            "(rerun the same command to resume)",
+            file=sys.stderr,
+        )
+        return 130
+    except ConfigError as e:
+        print(f"lcm train: {e}", file=sys.stderr)
+        return 2
     except (NonFiniteLossError, FileExistsError, FileNotFoundError, DataError) as e:
+        print(f"lcm train: {e}", file=sys.stderr)
+        return 1
+    except RunLockedError as e:
         print(f"lcm train: {e}", file=sys.stderr)
         return 1
     last = result.last_metrics

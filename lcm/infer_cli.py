@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lcm.cli import add_decoding_args, check_decoding_args
+from lcm.cli import add_decoding_args, check_decoding_args, positive_int
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -26,7 +26,7 @@ def _add_model_args(p: argparse.ArgumentParser, max_sentences: int) -> None:
     p.add_argument(
         "--codec", default=None, help="codec directory (default: the model's own, or shipped)"
     )
-    p.add_argument("--max-sentences", type=int, default=max_sentences, metavar="N")
+    p.add_argument("--max-sentences", type=positive_int, default=max_sentences, metavar="N")
     p.add_argument("--seed", type=int, default=0, help="randomness of sampled models")
     p.add_argument("--steps", type=int, default=40, help="diffusion denoising steps")
     p.add_argument("--guidance", type=float, default=3.0, help="guidance scale (diffusion)")
@@ -54,9 +54,21 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _pipeline(args: argparse.Namespace) -> Any:
+    from lcm.models.token_lm import is_token_lm
     from lcm.pipeline import Pipeline
 
+    if args.model != "default" and is_token_lm(args.model):
+        return _token_pipeline(args)
     return Pipeline.load(args.model, codec=args.codec, beam_size=args.beam_size, rerank=args.rerank)
+
+
+def _token_pipeline(args: argparse.Namespace) -> Any:
+    """The token-level peer behind the pipeline's summarize/expand methods (greedy)."""
+    import encoders
+    from lcm.models.token_lm import TokenLMPipeline, load_token_lm
+
+    model, cfg, markers = load_token_lm(args.model)
+    return TokenLMPipeline(model, encoders.load(args.codec or cfg.codec), markers)
 
 
 def read_text(name: str) -> str:
@@ -159,7 +171,7 @@ def eval_task_main(argv: Sequence[str]) -> int:
     p.add_argument("--task", choices=("summarize", "expand"), required=True)
     p.add_argument("--data", required=True, help="pairs JSONL (.gz ok)")
     p.add_argument("--split", default="test", help="records of this split ('all': every one)")
-    p.add_argument("--limit", type=int, default=None, help="first N items only")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N items only")
     p.add_argument(
         "--systems",
         default="model,lead-1,lead-3,roundtrip",
@@ -170,6 +182,10 @@ def eval_task_main(argv: Sequence[str]) -> int:
     _add_model_args(p, max_sentences=None)  # type: ignore[arg-type]
     args = p.parse_args(argv)
     check_decoding_args(p, args)
+    for name in (s for s in args.systems.split(",") if s):
+        known = name in ("model", "roundtrip") or (name[:5] == "lead-" and name[5:].isdigit())
+        if not known or name == "lead-0" or (name[:5] == "lead-" and int(name[5:]) < 1):
+            p.error(f"--systems: unknown system {name!r} (model, lead-K with K >= 1, roundtrip)")
 
     def run() -> int:
         from encoders.evaluate import decoding_name

@@ -39,6 +39,7 @@ from lcm.generate import (
     stream_continuation,
 )
 from lcm.models.directory import LCMModel, load_lcm
+from lcm.models.protocols import check_max_sentences
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 CODEC_SUBDIR = "codec"  # an LCM directory may carry the codec it was trained with
@@ -213,6 +214,7 @@ class Pipeline:
     # -- internals --------------------------------------------------------------------------
 
     def _config(self, max_sentences: int, options: dict[str, Any]) -> GenerationConfig:
+        max_sentences = check_max_sentences(max_sentences)
         return dataclasses.replace(self.generation, max_sentences=max_sentences, **options)
 
     def _normalized(self, vectors: np.ndarray) -> np.ndarray:

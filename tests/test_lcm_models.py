@@ -23,6 +23,7 @@ from lcm.models.common import earlier_in_segment
 from lcm.models.config import TransformerConfig
 from lcm.models.diffusion.ddim import DDIMConfig
 from lcm.models.generate import generate
+from lcm.models.likelihood_lcm import LikelihoodLCM, LikelihoodLCMConfig
 from lcm.models.one_tower import OneTowerConfig, OneTowerLCM
 from lcm.models.protocols import SamplingOptions
 from lcm.models.quant import QuantConfig, QuantLCM
@@ -35,6 +36,9 @@ from trainers.mesh import LOGICAL_RULES
 D, T = 8, 10
 TC = TransformerConfig(num_layers=2, num_heads=2, mlp_dim=32)
 VARIANTS = ["base_lcm", "two_tower", "one_tower", "quant_lcm_d", "quant_lcm_c"]
+# The likelihood LCM's loss needs a codec (tests/test_likelihood_lcm.py); its network and
+# generation are checked here with the others'.
+NETWORKS = [*VARIANTS, "likelihood_lcm"]
 # Guidance, guidance rescale and stochastic DDIM steps all on: the hardest case to match.
 OPTIONS = SamplingOptions(
     ddim=DDIMConfig(steps=4, eta=0.7, guidance_scale=1.5, guidance_rescale=0.5),
@@ -55,6 +59,8 @@ def make(name: str, codebooks: np.ndarray, tc: TransformerConfig = TC) -> nnx.Mo
         return TwoTowerLCM(TwoTowerConfig(d_model=16, context=tc, denoiser=tc), D, rngs)
     if name == "one_tower":
         return OneTowerLCM(OneTowerConfig(d_model=16, decoder=tc), D, rngs)
+    if name == "likelihood_lcm":
+        return LikelihoodLCM(LikelihoodLCMConfig(d_model=16, decoder=tc), D, rngs)
     cfg = QuantConfig(variant=name[-1], d_model=16, decoder=tc, num_codebooks=3, codebook_size=8)
     return QuantLCM(cfg, codebooks, rngs)
 
@@ -82,7 +88,7 @@ class Compiled:
 
 @pytest.fixture(scope="module")
 def compiled(codebooks: np.ndarray) -> dict[str, Compiled]:
-    return {name: Compiled(build(name, codebooks)) for name in VARIANTS}
+    return {name: Compiled(build(name, codebooks)) for name in NETWORKS}
 
 
 def docs_batch(b: int = 2, seed: int = 0) -> dict[str, jax.Array]:
@@ -101,10 +107,17 @@ def docs_batch(b: int = 2, seed: int = 0) -> dict[str, jax.Array]:
 )
 def test_every_lcm_config_parses(path: Path) -> None:
     cfg = load_train_config(path)
-    assert cfg.task in {"base_lcm", "two_tower", "one_tower", "quant_lcm"}
+    assert cfg.task in {
+        "base_lcm",
+        "two_tower",
+        "one_tower",
+        "quant_lcm",
+        "likelihood_lcm",
+        "token_lm",
+    }
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_no_rng_state_and_logical_axis_names(name: str, codebooks: np.ndarray) -> None:
     model = build(name, codebooks)
     assert not jax.tree.leaves(nnx.split(model, nnx.RngState, ...)[1])
@@ -113,7 +126,7 @@ def test_no_rng_state_and_logical_axis_names(name: str, codebooks: np.ndarray) -
         assert all(n is None or n in LOGICAL_RULES for n in spec), spec
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_changing_concept_t_plus_1_never_changes_outputs_up_to_t(
     name: str, compiled: dict[str, Compiled]
 ) -> None:
@@ -162,7 +175,7 @@ def test_training_denoiser_sees_only_earlier_clean_concepts(
             assert not np.allclose(out[:, j + 1 :], base[:, j + 1 :], atol=1e-4)
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_packed_documents_do_not_see_each_other(name: str, compiled: dict[str, Compiled]) -> None:
     x = jax.random.normal(jax.random.key(1), (2, T, D))
     # Row 0 holds a 4-concept document, then a 6-concept one; in the second batch row 0 holds
@@ -185,7 +198,7 @@ def test_packed_documents_do_not_see_each_other(name: str, compiled: dict[str, C
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_kv_cache_generation_equals_the_parallel_pass(
     name: str, compiled: dict[str, Compiled]
 ) -> None:

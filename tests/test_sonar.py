@@ -456,6 +456,30 @@ def test_model_directory_round_trip(nllb_file: Path, tmp_path: Path) -> None:
         enc_only.decode(vectors)
 
 
+def test_log_likelihood_matches_numpy_fairseq2(nllb_file: Path) -> None:
+    """``Codec.log_likelihood`` (the likelihood LCM's objective) on SONAR: the decoder reads
+    ``</s> __lang__ ids`` and is scored on ``ids </s>``, as a float64 NumPy decoder says."""
+    dec_sd = random_state_dict("decoder", TOY_DEC, 6)
+    codec = SonarCodec(toy_model(None, dec_sd), SonarTokenizer.from_nllb(nllb_file), batch_size=8)
+    vectors = np.random.default_rng(1).normal(size=(len(SENTENCES), 32)).astype(np.float32)
+    tok = codec.tokenizer
+    for lang in ("eng_Latn", "deu_Latn"):
+        codec.set_languages(target=lang)
+        got = codec.log_likelihood(vectors, SENTENCES, max_len=12)  # cut: not always to EOS
+        assert codec.decoder_prefix == (EOS_IDX, tok.lang_id(lang))
+        for i, ids in enumerate(tok.encode(SENTENCES)):
+            targets = [*ids, EOS_IDX][:12]
+            inputs = np.array([[EOS_IDX, tok.lang_id(lang), *targets[:-1]]])
+            logits = np_decoder_logits(dec_sd, inputs, vectors[i : i + 1], TOY_DEC)[0, 1:]
+            logp = (
+                logits
+                - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1))[:, None]
+                - logits.max(-1, keepdims=True)
+            )
+            want = sum(logp[t, token] for t, token in enumerate(targets))
+            np.testing.assert_allclose(got[i], want, rtol=1e-4)
+
+
 def test_convert_cli_writes_a_directory_encoders_load_opens(
     nllb_file: Path, tmp_path: Path, capsys
 ) -> None:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from trainers.optim import (
     make_optimizer,
     stop_frozen_gradients,
 )
+from trainers.run_dir import RunLock, check_resume
 from trainers.state import StateLayout, plan_train_state, with_initial_weights
 from trainers.task import BatchSource, DataContext
 from trainers.tasks import get_task
@@ -49,6 +51,40 @@ KILL_AFTER_STEP_ENV = "LCM_DEBUG_KILL_AFTER_STEP"
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped the run after a step, with a checkpoint of that step.
+
+    Attributes:
+        step: The step saved.
+    """
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
+class _StopOnInterrupt:
+    """While active, the first SIGINT only asks the loop to stop after the current step; a
+    second one interrupts at once (the previous handler)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopOnInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 @dataclasses.dataclass
@@ -191,14 +227,21 @@ class MetricsLog:
         return record
 
     def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (written by a run that died after its last checkpoint)."""
+        """Drop records past ``step`` (written by a run that died after its last checkpoint),
+        and any line a crash left half-written (with a warning)."""
         if not self.write or not self.path.exists():
             return
-        kept = [
-            line
-            for line in self.path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step
-        ]
+        kept = []
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("%s: dropped line %d, a partial record (%r)", self.path, number, line)
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line)
         write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
 
@@ -281,16 +324,61 @@ def train(
     Raises:
         NonFiniteLossError: The loss became NaN or inf; the message names the step.
         FileExistsError: ``resume=False`` but the run directory already has checkpoints.
+        RunLockedError: Another live process trains in ``run_dir``.
+        ConfigError: ``run_dir`` holds checkpoints of a config that differs in more than the
+            schedule length and bookkeeping (:func:`trainers.run_dir.check_resume`).
+        TrainingInterrupted: Ctrl-C; a checkpoint of the step reached was saved.
     """
-    # --- setup
+    # --- setup: the run directory is locked and checked before anything in it changes
     started = time.monotonic()
     run_dir = Path(cfg.run_dir)
     is_main = jax.process_index() == 0
+    lock = RunLock(run_dir)
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    try:
+        return _train_locked(cfg, run_dir, started, resume, progress, stop_at, time_limit_s)
+    finally:
+        lock.release()
+
+
+def _train_locked(
+    cfg: TrainConfig,
+    run_dir: Path,
+    started: float,
+    resume: bool,
+    progress: bool,
+    stop_at: int | None,
+    time_limit_s: float | None,
+) -> TrainResult:
+    """:func:`train` once the run directory is locked."""
+    is_main = jax.process_index() == 0
+    checkpointer = Checkpointer(
+        run_dir / "checkpoints",
+        every=cfg.checkpoint.every,
+        keep=cfg.checkpoint.keep,
+        async_save=cfg.checkpoint.async_save,
+    )
+    try:
+        existing = checkpointer.all_steps()
+        if existing and not resume:
+            raise FileExistsError(
+                f"{checkpointer.directory} already holds checkpoints; resume, or use a new "
+                "run_dir (nothing is deleted automatically)"
+            )
+        if existing and (run_dir / "config.yaml").is_file():
+            check_resume(run_dir / "config.yaml", cfg)
+    except BaseException:
+        checkpointer.close()
+        raise
+    if is_main:
         save_yaml(cfg, run_dir / "config.yaml")
     # --- mesh, data, model and optimizer
-    run = prepare(cfg)
+    try:
+        run = prepare(cfg)
+    except BaseException:
+        checkpointer.close()
+        raise
     if cfg.optim.frozen:
         params = run.layout.abstract["params"]
         labels = jax.tree.leaves(frozen_labels(params, cfg.optim.frozen))
@@ -298,20 +386,8 @@ def train(
         n_frozen = sum(n for n, label in zip(sizes, labels) if label == "frozen")
         log.info("frozen %s: %d of %d parameters", list(cfg.optim.frozen), n_frozen, sum(sizes))
     # --- restore
-    checkpointer = Checkpointer(
-        run_dir / "checkpoints",
-        every=cfg.checkpoint.every,
-        keep=cfg.checkpoint.keep,
-        async_save=cfg.checkpoint.async_save,
-    )
     metrics_log = MetricsLog(run_dir / "metrics.jsonl", cfg.batch_size, write=is_main)
     start, resumed_from = 0, None
-    if not resume and checkpointer.all_steps():
-        checkpointer.close()
-        raise FileExistsError(
-            f"{checkpointer.directory} already holds checkpoints; resume, or use a new run_dir "
-            "(nothing is deleted automatically)"
-        )
     restored = checkpointer.restore_latest(run.layout.abstract) if resume else None
     if restored is None:
         state = run.layout.init()
@@ -337,8 +413,10 @@ def train(
     # The next batch is assembled on a thread while the device runs the current step; the
     # order stays a pure function of the step.
     prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
+    interrupt = _StopOnInterrupt()
+    interrupted = False
     try:
-        with jax.set_mesh(run.mesh):
+        with jax.set_mesh(run.mesh), interrupt:
             upcoming = prefetch.submit(run.batch, start)
             for step in range(start, end):
                 batch = upcoming.result()
@@ -354,7 +432,16 @@ def train(
                     and time_limit_s is not None
                     and _all_agree(time.monotonic() - started > time_limit_s)
                 )
-                save_now = checkpointer.should_save(done) or done == end or out_of_time
+                # Every process stops at the same step: agreed on at logging steps when
+                # there are several (a collective per step would cost them all).
+                interrupted = (
+                    interrupt.requested
+                    if jax.process_count() == 1
+                    else log_now and _all_agree(interrupt.requested)
+                )
+                save_now = (
+                    checkpointer.should_save(done) or done == end or out_of_time or interrupted
+                )
                 if log_now or save_now:
                     record = metrics_log.flush()
                     if record is not None:
@@ -367,11 +454,16 @@ def train(
                     log.info("time limit of %.0f s reached at step %d", time_limit_s, done)
                     end = done
                     break
+                if interrupted:
+                    end = done
+                    break
         checkpointer.wait()
     finally:
         prefetch.shutdown(wait=True, cancel_futures=True)
         bar.close()
         checkpointer.close()
+    if interrupted:
+        raise TrainingInterrupted(end)
     return TrainResult(
         run_dir=run_dir,
         step=max(start, end),

@@ -21,7 +21,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from lcm.nn.weights import build_with_weights, flat_weights, load_weights
+from lcm.nn.frozen import Frozen
+from lcm.nn.weights import build_with_weights, flat_weights, load_weights, variable_name
 from trainers.checkpoint import Checkpointer, CheckpointError
 from trainers.config import MeshConfig, TrainConfig, load_train_config
 from trainers.mesh import make_mesh, replicated, state_shardings
@@ -130,6 +131,13 @@ def with_initial_weights(layout: StateLayout, state: dict[str, Any], source: str
         weights = load_weights(path / "weights.npz")
     else:
         weights = load_weights(path)
+    # Frozen variables (a scorer's decoder) are part of the model, not of what it learned:
+    # a source without them (a model directory of the same network) keeps the built ones.
+    frozen = nnx.to_flat_state(nnx.state(nnx.eval_shape(layout.build), Frozen))
+    names = {variable_name(p) for p, _ in frozen}
+    if names and not names & set(weights):
+        built = flat_weights(layout.build())
+        weights = {**weights, **{name: built[name] for name in names}}
     model = build_with_weights(layout.build, weights, source=f"init_from {path}")
     _, params, buffers = nnx.split(model, nnx.Param, ...)
     loaded = {"params": nnx.to_pure_dict(params), "buffers": nnx.to_pure_dict(buffers)}

@@ -15,6 +15,8 @@ TASKS: dict[str, str] = {
     "two_tower": "trainers.lcm_tasks:TWO_TOWER",
     "one_tower": "trainers.lcm_tasks:ONE_TOWER",
     "quant_lcm": "trainers.lcm_tasks:QUANT_LCM",
+    "likelihood_lcm": "trainers.lcm_tasks:LIKELIHOOD_LCM",
+    "token_lm": "trainers.lcm_tasks:TOKEN_LM",
 }
 
 

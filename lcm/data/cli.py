@@ -19,23 +19,14 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from lcm.cli import positive_int
+
 if TYPE_CHECKING:
     from lcm.data.embed import SentenceEncoder
 
 __all__ = ["build_parser", "main"]
 
 _PROG = "lcm data"
-
-
-def _positive(value: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, globs or directories")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--format", default="auto", choices=FORMATS, help="input format")
-    p.add_argument("--max-chars", type=_positive, default=256, help="sentence length cap")
-    p.add_argument("--docs-per-shard", type=_positive, default=10_000, metavar="N")
-    p.add_argument("--row-group-size", type=_positive, default=1_000, metavar="N")
+    p.add_argument("--max-chars", type=positive_int, default=256, help="sentence length cap")
+    p.add_argument("--docs-per-shard", type=positive_int, default=10_000, metavar="N")
+    p.add_argument("--row-group-size", type=positive_int, default=1_000, metavar="N")
     p.add_argument("--prefix", default="shard", help="shard file name prefix")
     p.add_argument("--split", default=None, help="keep only records of this split (pairs)")
     p.add_argument(
@@ -75,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "document; JSONL/pairs files print one block per document, separated by blank lines.",
     )
     p.add_argument("file", nargs="?", default="-", metavar="FILE", help="input file, - = stdin")
-    p.add_argument("--max-chars", type=_positive, default=256, help="sentence length cap")
+    p.add_argument("--max-chars", type=positive_int, default=256, help="sentence length cap")
     p.add_argument("--format", default="auto", choices=FORMATS, help="input format (files)")
 
     sub.add_parser("build-corpus", help="rebuild the English corpus and pairs from Debian")
@@ -96,12 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train", help="pairs split to read (default: train)")
     p.add_argument(
         "--max-concepts",
-        type=_positive,
+        type=positive_int,
         default=128,
         metavar="T",
         help="context length of the model (the end-of-text concept included)",
     )
-    p.add_argument("--max-chars", type=_positive, default=256, help="sentence length cap")
+    p.add_argument("--max-chars", type=positive_int, default=256, help="sentence length cap")
     p.add_argument(
         "--plain", action="store_true", help="also write each document as an ordinary document"
     )
@@ -122,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
         "--batch-sentences",
-        type=_positive,
+        type=positive_int,
         default=2048,
         metavar="N",
         help="sentences per codec call (several documents together)",
@@ -134,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the encoder's matrix products in float32, or bfloat16 (faster on CPUs with "
         "avx512_bf16; vectors within about 0.3%%)",
     )
-    p.add_argument("--docs-per-shard", type=_positive, default=10_000, metavar="N")
+    p.add_argument("--docs-per-shard", type=positive_int, default=10_000, metavar="N")
     p.add_argument("--overwrite", action="store_true", help="replace shards already in DIR")
     p.add_argument(
         "--resume",
@@ -155,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--clip", type=float, default=None, help="clip normalized values to +-CLIP")
     p.add_argument(
-        "--max-vectors", type=_positive, default=1_000_000, metavar="N", help="sample size"
+        "--max-vectors", type=positive_int, default=1_000_000, metavar="N", help="sample size"
     )
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--out", required=True, metavar="FILE", help="output .npz")
@@ -241,6 +232,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                 out.write("\n")
             for sent in segment_document(doc.paragraphs, args.max_chars):
                 out.write(sent + "\n")
+        if not stats.documents:
+            raise DataError(f"{args.file}: no document read ({stats.summary()})")
         if stats.skipped or stats.empty_files or stats.read_errors:
             print(f"{_PROG} segment: {stats.summary()}", file=sys.stderr)
         return 0

@@ -424,6 +424,59 @@ def gather_rows(concepts: ConceptSet, table: RowTable, rows: np.ndarray) -> dict
     }
 
 
+class RowOrder:
+    """Which rows of a table of ``num_rows`` each step reads: epoch after epoch, each in the
+    order of a permutation seeded by (seed, epoch), ``batch_size`` rows per step.
+
+    Row ``r`` of the global batch at ``step`` is ``perm_e[i]``, ``i = (step * batch_size + r)
+    mod num_rows``, so the order is a pure function of (seed, step).
+
+    Args:
+        num_rows: Rows of the table.
+        batch_size: Global batch size.
+        seed: Seed of the permutations.
+        first_row: This process's first row of the global batch.
+        local_batch_size: Rows this process reads (default: all of them).
+    """
+
+    def __init__(
+        self,
+        num_rows: int,
+        batch_size: int,
+        seed: int,
+        first_row: int = 0,
+        local_batch_size: int | None = None,
+    ):
+        self.num_rows = num_rows
+        self.batch_size = batch_size
+        self.seed = seed
+        self.first_row = first_row
+        self.local_batch_size = batch_size if local_batch_size is None else local_batch_size
+        self._perm_epoch = -1
+        self._perm = np.arange(0)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._perm_epoch:
+            rng = np.random.default_rng([self.seed, 0xE0, epoch])
+            self._perm, self._perm_epoch = rng.permutation(self.num_rows), epoch
+        return self._perm
+
+    def rows(self, step: int, *, global_batch: bool = False) -> np.ndarray:
+        """Row indices [local_batch_size] of this process at ``step``, or with
+        ``global_batch`` those of every process [batch_size], in process order."""
+        if global_batch:
+            first, count = step * self.batch_size, self.batch_size
+        else:
+            first, count = step * self.batch_size + self.first_row, self.local_batch_size
+        slots = first + np.arange(count)
+        n = self.num_rows
+        rows = np.empty(len(slots), np.int64)
+        for epoch in np.unique(slots // n):
+            here = slots // n == epoch
+            rows[here] = self._permutation(int(epoch))[slots[here] % n]
+        return rows
+
+
 class ConceptSource:
     """The batch source (``trainers.task.BatchSource``) of the concept models.
 
@@ -453,22 +506,15 @@ class ConceptSource:
         self.first_row = process_index * self.local_batch_size
         self.concepts = load_concepts(cfg)
         self.table = build_rows(self.concepts, cfg.max_seq_len, cfg.pack, seed)
-        self._perm_epoch = -1
-        self._perm = np.arange(0)
+        self.order = RowOrder(
+            self.table.num_rows, batch_size, seed, self.first_row, self.local_batch_size
+        )
 
-    def _permutation(self, epoch: int) -> np.ndarray:
-        if epoch != self._perm_epoch:
-            rng = np.random.default_rng([self.seed, 0xE0, epoch])
-            self._perm, self._perm_epoch = rng.permutation(self.table.num_rows), epoch
-        return self._perm
+    def rows(self, step: int, *, global_batch: bool = False) -> np.ndarray:
+        """Indices into :attr:`table` of this process's rows at ``step`` (or, with
+        ``global_batch``, of every process's rows, in process order): [B]."""
+        return self.order.rows(step, global_batch=global_batch)
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """This process's rows of the global batch at ``step``."""
-        first = step * self.batch_size + self.first_row
-        slots = first + np.arange(self.local_batch_size)
-        n = self.table.num_rows
-        rows = np.empty(len(slots), np.int64)
-        for epoch in np.unique(slots // n):
-            here = slots // n == epoch
-            rows[here] = self._permutation(int(epoch))[slots[here] % n]
-        return gather_rows(self.concepts, self.table, rows)
+        return gather_rows(self.concepts, self.table, self.rows(step))

@@ -94,6 +94,7 @@ class ReadStats:
     skipped_bad_json: int = 0  # line is not valid JSON
     skipped_not_object: int = 0  # valid JSON but not an object (a list, a number, ...)
     skipped_bad_utf8: int = 0  # line is not valid UTF-8
+    skipped_binary: int = 0  # line holds NUL bytes: binary data, not text
     skipped_no_text: int = 0  # object without "text"/"paragraphs" (pairs: "document")
     skipped_bad_field: int = 0  # a field of the wrong type ("paragraphs": 3, "summary": null)
     read_errors: int = 0  # a file that could not be read to the end (corrupt/truncated gzip)
@@ -193,6 +194,9 @@ def _iter_lines(path: str, ctx: _FileContext) -> Iterator[tuple[int, str]]:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
                     ctx.bad(lineno, "skipped_bad_utf8", f"invalid UTF-8 at byte {e.start}")
+                    continue
+                if "\x00" in line:  # valid UTF-8 but binary (zero-filled, images, ...)
+                    ctx.bad(lineno, "skipped_binary", "NUL bytes: binary data, not text")
                     continue
                 if lineno == 1 and line.startswith("\ufeff"):  # tolerate a UTF-8 BOM
                     line = line[1:]

@@ -26,6 +26,7 @@ from flax import nnx
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml, to_dict
 from lcm.io import save_npy_atomic, write_bytes_atomic
 from lcm.models.base_lcm import BaseLCM, BaseLCMConfig
+from lcm.models.likelihood_lcm import LikelihoodLCM, LikelihoodLCMConfig
 from lcm.models.normalizer import Normalizer
 from lcm.models.one_tower import OneTowerConfig, OneTowerLCM
 from lcm.models.quant import QuantConfig, QuantLCM
@@ -53,6 +54,7 @@ FAMILIES: dict[str, tuple[type, Builder]] = {
     "two_tower": (TwoTowerConfig, lambda cfg, d, rngs: TwoTowerLCM(cfg, d, rngs)),
     "one_tower": (OneTowerConfig, lambda cfg, d, rngs: OneTowerLCM(cfg, d, rngs)),
     "quant_lcm": (QuantConfig, _quant),
+    "likelihood_lcm": (LikelihoodLCMConfig, lambda cfg, d, rngs: LikelihoodLCM(cfg, d, rngs)),
 }
 
 

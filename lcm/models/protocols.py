@@ -12,6 +12,7 @@ rows, ``loss_mask [B, T]`` bool (the concepts a loss predicts: False on task inp
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, Protocol
 
 import jax
@@ -76,3 +77,14 @@ class NextConceptModel(Protocol):
     def extend(self, state: State, concept: jax.Array) -> State:
         """Append ``concept [B, D]`` to the context (one KV-cache step)."""
         ...
+
+
+def check_max_sentences(value: object) -> int:
+    """``value`` as the number of sentences to generate: a whole number >= 1.
+
+    Raises:
+        ValueError: For a float, a str, a bool, or a number < 1 (naming the value).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"max_sentences must be a whole number >= 1, got {value!r}")
+    return int(value)

@@ -1,0 +1,292 @@
+"""Faults that used to lose or mix work: a changed config or seed on resume, two trainers on
+one run directory, a torn metrics line, Ctrl-C. (docs/reliability.md lists them.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from lcm.config import ConfigError, read_yaml, to_dict
+from trainers.config import load_train_config
+from trainers.loop import train
+from trainers.run_dir import LOCK_FILE, RunLock, RunLockedError
+
+CONFIG = REPO / "configs/examples/mlp_regression.yaml"
+
+
+def tiny(run_dir: Path, *extra: str):
+    return load_train_config(
+        CONFIG,
+        [f"run_dir={run_dir}", "steps=20", "log_every=1", "checkpoint.every=10", *extra],
+    )
+
+
+def losses(run_dir: Path) -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines if line.strip()]
+
+
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a run directory but its lock, by path."""
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != LOCK_FILE
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [("model.hidden=32", "model.hidden"), ("seed=7", "seed"), ("optim.lr=1e-2", "optim.lr")],
+)
+def test_resume_with_another_config_is_refused_and_touches_nothing(
+    tmp_path: Path, override: str, named: str
+) -> None:
+    train(tiny(tmp_path), progress=False)
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError, match=rf"{named}: .* -> ") as info:
+        train(tiny(tmp_path, "steps=30", override), progress=False)
+    assert "steps" not in str(info.value).split("Nothing")[0]  # an allowed change is not named
+    assert snapshot(tmp_path) == before  # checkpoints, config.yaml and metrics untouched
+    # The original config still resumes from the newest checkpoint.
+    result = train(tiny(tmp_path, "steps=30"), progress=False)
+    assert result.resumed_from == 20 and result.step == 30
+
+
+def test_resume_may_change_the_schedule_length_and_bookkeeping(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train(tiny(tmp_path), progress=False)
+    with caplog.at_level(logging.INFO, logger="trainers.run_dir"):
+        result = train(tiny(tmp_path, "steps=40", "log_every=5", "checkpoint.every=20"))
+    assert result.resumed_from == 20 and result.step == 40
+    assert "resuming with a changed steps: 20 -> 40" in caplog.text
+    assert read_yaml(tmp_path / "config.yaml")["steps"] == 40
+
+
+def test_a_second_trainer_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from trainers.run_dir import RunLock; "
+            f"RunLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockedError, match=rf"in use by process {holder.pid} on "):
+            train(tiny(tmp_path), progress=False)
+        assert not (tmp_path / "checkpoints").exists()  # refused before anything was written
+        # The lock survives a SIGKILL of its holder as a stale file, which is taken over.
+        holder.kill()
+        holder.wait()
+    finally:
+        holder.kill()
+    assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == holder.pid
+    result = train(tiny(tmp_path), progress=False)
+    assert result.step == 20
+    assert (tmp_path / LOCK_FILE).read_text() == ""  # released at the end
+
+
+def test_stale_lock_is_taken_over_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"pid": 999999, "host": "elsewhere"}))
+    with caplog.at_level(logging.WARNING), RunLock(tmp_path):
+        pass
+    assert "taking over the lock of process 999999 on elsewhere" in caplog.text
+
+
+def test_torn_last_metrics_line_is_dropped_on_resume(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train(tiny(tmp_path, "steps=30"), progress=False)
+    straight = losses(tmp_path)
+    cut = tmp_path.parent / "cut"
+    train(tiny(cut, "steps=30"), progress=False, stop_at=20)
+    with (cut / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 21, "loss": 0.12')  # a crash in the middle of a write
+    with caplog.at_level(logging.WARNING):
+        train(tiny(cut, "steps=30"), progress=False)
+    assert "partial record" in caplog.text
+    assert losses(cut) == straight  # the resumed log is the uninterrupted one
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "lcm.cli", "train", str(CONFIG), f"run_dir={tmp_path}"]
+    cmd += ["steps=100000", "log_every=1", "checkpoint.every=100000", "--no-progress"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 5):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never logged"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    line = [x for x in err.splitlines() if x.startswith("lcm train:")]
+    assert len(line) == 1 and "interrupted; saved a checkpoint at step" in line[0], err
+    step = int(line[0].split("at step ")[1].split()[0])
+    assert (tmp_path / "checkpoints" / str(step)).is_dir()
+    # Resuming continues the very same run (the data order and keys depend on the step).
+    cfg = load_train_config(tmp_path / "config.yaml", [f"steps={step + 5}"])
+    result = train(cfg, progress=False)
+    assert result.resumed_from == step and result.step == step + 5
+
+
+# ------------------------------------------------------- bad input: one clear line, never a
+# silent wrong result
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``lcm ARGS`` in this process: (exit status, stderr)."""
+    from lcm.cli import main
+
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse's usage errors
+        code = int(e.code or 0)
+    return code, capsys.readouterr().err
+
+
+PAIRS = str(REPO / "tests" / "fixtures" / "pairs_small.jsonl.gz")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval-task", "--task", "summarize", "--data", PAIRS, "--limit", "0"], "--limit"),
+        (["eval-task", "--task", "expand", "--data", PAIRS, "--systems", "lead-0"], "lead-0"),
+        (["eval-task", "--task", "expand", "--data", PAIRS, "--systems", "lead"], "'lead'"),
+        (["summarize", "-", "--max-sentences", "0"], "--max-sentences"),
+        (["train", str(CONFIG), "--time-limit", "-1"], "--time-limit"),
+        (["train", str(CONFIG), "--time-limit", "nan"], "--time-limit"),
+        (["eval-codec", "default", "--noise", "nan"], "--noise"),
+        (["eval-codec", "default", "--per-source", "0"], "--per-source"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_runs(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run_cli(args, capsys)
+    assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_decode_of_no_vectors_is_an_empty_list() -> None:
+    from codec_fixtures import overfitted_codec
+
+    codec = overfitted_codec()
+    empty = np.zeros((0, codec.dim), np.float32)
+    assert codec.decode(empty) == [] and codec.decode(empty, beam_size=2) == []
+
+
+@pytest.fixture(scope="module")
+def random_pipeline(tmp_path_factory: pytest.TempPathFactory):
+    """A pipeline of the tiny codec and a random Base-LCM directory in its space."""
+    from codec_fixtures import overfitted_codec
+    from flax import nnx
+
+    from lcm.models.base_lcm import BaseLCM, BaseLCMConfig
+    from lcm.models.config import TransformerConfig
+    from lcm.models.directory import LCMDirConfig, load_lcm, save_lcm
+    from lcm.models.normalizer import Normalizer
+    from lcm.pipeline import Pipeline
+
+    codec, path = overfitted_codec(), tmp_path_factory.mktemp("random_lcm")
+    cfg = BaseLCMConfig(d_model=16, decoder=TransformerConfig(num_layers=1, num_heads=2))
+    dim = codec.dim
+    markers = {"summarize": "[SUMMARY]:", "expand": "[EXPAND]:"}
+    config = LCMDirConfig("base_lcm", dim, 16, to_dict(cfg), markers)
+    norm = Normalizer(np.zeros(dim, np.float32), np.ones(dim, np.float32))
+    eot = np.ones(dim, np.float32)
+    save_lcm(path, BaseLCM(cfg, dim, nnx.Rngs(0)), config, norm, eot, "# random\n")
+    return Pipeline(codec, load_lcm(path))
+
+
+@pytest.mark.parametrize("bad", [1.5, "3", 0, -2, True, None])
+def test_pipeline_rejects_a_bad_max_sentences(bad: object, random_pipeline) -> None:
+    text = ["A package of tools for the command line."]
+    for call in (random_pipeline.summarize_many, random_pipeline.expand_many):
+        with pytest.raises(ValueError, match=r"max_sentences must be a whole number >= 1"):
+            call(text, bad)
+    with pytest.raises(ValueError, match=r"max_sentences must be a whole number >= 1"):
+        random_pipeline.generate(text, bad)
+    assert len(random_pipeline.summarize_many(text, 2)) == 1  # a good value works
+
+
+def prepared_copy(tmp_path: Path) -> Path:
+    from codec_fixtures import prepared_data
+
+    out = tmp_path / "data"
+    shutil.copytree(prepared_data(), out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "manifest.json").write_text("{not json"), "not a codec data manifest"),
+        (lambda d: (d / "manifest.json").write_text('{"sources": 3}'), "must be a list"),
+        (
+            lambda d: np.save(
+                d / "test.source.npy",
+                np.full(len((d / "test.txt").read_text().splitlines()), 99, np.int64),
+            ),
+            "out of range",
+        ),  # fmt: skip
+        (
+            lambda d: (d / "test.txt").write_text(
+                "\n" + "\n".join((d / "test.txt").read_text().splitlines()[1:]) + "\n"
+            ),
+            "blank line",
+        ),
+    ],
+)
+def test_eval_codec_names_a_malformed_data_dir(
+    tmp_path: Path, damage, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = prepared_copy(tmp_path)
+    damage(data)
+    code, err = run_cli(["eval-codec", "default", "--data", str(data)], capsys)
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert len([x for x in err.splitlines() if x.startswith("lcm eval-codec:")]) == 1
+
+
+def test_eval_codec_with_nothing_selected_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = prepared_copy(tmp_path)
+    (data / "test.txt").write_text(
+        "".join("word " * 40 + "\n" for _ in (data / "test.txt").read_text().splitlines())
+    )
+    code, err = run_cli(["eval-codec", "default", "--data", str(data), "--max-words", "5"], capsys)
+    assert code == 2 and "no sentence of at most 5 words" in err, err
+
+
+def test_text_readers_refuse_binary_and_undecodable_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "zeros.txt").write_bytes(b"\x00" * 3000)
+    code, err = run_cli(["data", "shards", str(tmp_path / "zeros.txt"), "--out",
+                         str(tmp_path / "out")], capsys)  # fmt: skip
+    assert code != 0 and "no documents written" in err, err
+    (tmp_path / "bad.txt").write_bytes(b"Hello there. \xff\xfe more.\n")
+    code, err = run_cli(["data", "segment", str(tmp_path / "bad.txt")], capsys)
+    assert code == 1 and "no document read" in err and "bad_utf8=1" in err, err
