@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -38,7 +39,7 @@ from encoders.model import CodecModel, token_log_likelihood
 from encoders.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml
 from lcm.io import write_bytes_atomic
-from lcm.nn.weights import build_with_weights, load_weights, save_weights
+from lcm.nn.weights import build_with_weights, flat_weights, load_weights, save_weights
 
 logger = logging.getLogger(__name__)
 
@@ -349,6 +350,20 @@ class Codec:
         )
         texts = self.tokenizer.decode(seqs)
         return closest_candidates(vecs, texts, self.encode) if rerank else texts
+
+    @property
+    def fingerprint(self) -> str:
+        """``"sha256:..."`` of this codec's config, tokenizer and weights: the identity of its
+        concept space (``lcm data embed`` records it; a resume or a training run in another
+        space is refused). Encoding precision is recorded beside it, not in it."""
+        if getattr(self, "_fingerprint", None) is None:
+            digest = hashlib.sha256(repr(self.config).encode())
+            digest.update(self.tokenizer.model_proto)
+            for name, array in sorted(flat_weights(self.model).items()):
+                digest.update(name.encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+            self._fingerprint = "sha256:" + digest.hexdigest()[:32]
+        return self._fingerprint
 
     @property
     def decoder_prefix(self) -> tuple[int, ...]:

@@ -852,6 +852,11 @@ class SonarTokenizer:
         seqs = [[int(i) for i in seq] for seq in ids]
         return self._sp.decode(seqs) if seqs else []  # SentencePiece: [] -> '' otherwise
 
+    @property
+    def model_proto(self) -> bytes:
+        """The serialized SentencePiece model (what :meth:`save` writes)."""
+        return self._proto
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the ``.model`` file atomically."""
         write_bytes_atomic(Path(path), self._proto)

@@ -81,6 +81,11 @@ class Tokenizer:
             return []
         return self._sp.decode(clean, num_threads=_NUM_THREADS)
 
+    @property
+    def model_proto(self) -> bytes:
+        """The serialized SentencePiece model (what :meth:`save` writes)."""
+        return self._proto
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the ``.model`` file atomically (temp name, then rename)."""
         write_bytes_atomic(Path(path), self._proto)

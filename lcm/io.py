@@ -64,3 +64,35 @@ def save_npy_atomic(path: str | os.PathLike, array: Any) -> None:
 
     with atomic_write(path, "wb") as f:
         np.save(f, array)
+
+
+@contextlib.contextmanager
+def replaced_on_success(path: str | os.PathLike) -> Iterator[Path]:
+    """A directory to write in place of ``path``, swapped in only if the block succeeds.
+
+    When ``path`` holds files, the block writes into a fresh sibling directory; on success the
+    old contents are renamed away, the new ones renamed in, and the old removed. On an
+    exception the new directory is deleted and ``path`` is untouched. An absent or empty
+    ``path`` is written directly (there is nothing to lose).
+
+    Yields:
+        The directory to write.
+    """
+    import shutil
+
+    final = Path(path)
+    if not final.is_dir() or not any(final.iterdir()):
+        yield final
+        return
+    staging = final.parent / f".{final.name}.new-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)

@@ -290,3 +290,139 @@ def test_text_readers_refuse_binary_and_undecodable_files(
     (tmp_path / "bad.txt").write_bytes(b"Hello there. \xff\xfe more.\n")
     code, err = run_cli(["data", "segment", str(tmp_path / "bad.txt")], capsys)
     assert code == 1 and "no document read" in err and "bad_utf8=1" in err, err
+
+
+def test_a_config_recorded_before_a_new_key_existed_still_resumes(tmp_path: Path) -> None:
+    """Keys added to the schema since a run started compare as their defaults."""
+    import yaml
+
+    from lcm.config import save_yaml
+    from trainers.run_dir import check_resume
+
+    cfg = tiny(tmp_path)
+    save_yaml(cfg, tmp_path / "config.yaml")
+    raw = read_yaml(tmp_path / "config.yaml")
+    del raw["grad_accum"], raw["optim"]["cooldown_steps"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert check_resume(tmp_path / "config.yaml", cfg) == []
+    raw["optim"]["lr"] = 0.5
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"optim.lr: 0.5 -> 0.003"):
+        check_resume(tmp_path / "config.yaml", cfg)
+
+
+# ------------------------------------------------------------------ datasets in one space
+
+
+@pytest.fixture(scope="module")
+def text_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from codec_fixtures import MEMORIZED
+
+    from lcm.data.shards import ShardWriter
+
+    root = tmp_path_factory.mktemp("space") / "text"
+    with ShardWriter(root, docs_per_shard=4) as writer:
+        for i in range(12):
+            writer.write(f"doc-{i}", [MEMORIZED[(i + j) % len(MEMORIZED)] for j in range(3)])
+    return root
+
+
+def other_codec():
+    """The tiny codec's architecture and tokenizer with other weights: another space."""
+    from codec_fixtures import overfitted_codec
+    from flax import nnx
+
+    from encoders.codec import Codec
+    from encoders.model import CodecModel
+
+    codec = overfitted_codec()
+    return Codec(CodecModel(codec.config, nnx.Rngs(7)), codec.tokenizer, batch_size=8)
+
+
+def test_embed_resume_in_another_space_is_refused(tmp_path: Path, text_shards: Path) -> None:
+    from codec_fixtures import overfitted_codec
+
+    from lcm.data.embed import embed_shards, read_space
+    from lcm.data.readers import DataError
+
+    codec = overfitted_codec()
+    out = tmp_path / "concepts"
+    embed_shards(text_shards, out, codec, docs_per_shard=4, progress=False)
+    assert read_space(out) == {"codec": codec.fingerprint, "precision": "float32"}
+    (out / "manifest.json").unlink()  # as if interrupted after its shards
+    before = snapshot(out)
+    with pytest.raises(DataError, match=r"codec 'sha256:\w+' -> 'sha256:\w+'"):
+        embed_shards(text_shards, out, other_codec(), docs_per_shard=4, resume=True)
+    codec.encode_precision = "bfloat16"
+    try:
+        with pytest.raises(DataError, match=r"precision 'float32' -> 'bfloat16'"):
+            embed_shards(text_shards, out, codec, docs_per_shard=4, resume=True)
+    finally:
+        codec.encode_precision = "float32"
+    assert snapshot(out) == before  # nothing was touched
+    result = embed_shards(text_shards, out, codec, docs_per_shard=4, resume=True)
+    assert result["documents"] == 12
+
+
+def test_training_refuses_a_normalizer_or_eot_of_another_space(
+    tmp_path: Path, text_shards: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from codec_fixtures import overfitted_codec
+
+    from lcm.data.concepts import ConceptDataConfig, load_concepts
+    from lcm.data.embed import embed_shards
+    from lcm.data.readers import DataError
+
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    embed_shards(text_shards, mine, overfitted_codec(), docs_per_shard=4, progress=False)
+    embed_shards(text_shards, theirs, other_codec(), docs_per_shard=4, progress=False)
+    for d in (mine, theirs):
+        assert (
+            run_cli(["data", "fit-normalizer", str(d), "--out", str(d / "norm.npz")], capsys)[0]
+            == 0
+        )
+
+    def cfg(**kw: str) -> ConceptDataConfig:
+        base = dict(source="shards", shards=str(mine), normalizer=str(mine / "norm.npz"))
+        return ConceptDataConfig(**{**base, **kw})
+
+    assert load_concepts(cfg()).num_docs > 0
+    with pytest.raises(DataError, match="fitted on vectors of codec"):
+        load_concepts(cfg(normalizer=str(theirs / "norm.npz")))
+    with pytest.raises(DataError, match="is not the end-of-text concept of"):
+        load_concepts(cfg(eot=str(theirs / "eot.npy")))
+    assert load_concepts(cfg(eot=str(mine / "eot.npy"))).num_docs > 0
+
+
+def test_a_failing_overwrite_keeps_the_old_dataset(
+    tmp_path: Path, text_shards: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from codec_fixtures import overfitted_codec
+
+    from lcm.data.embed import embed_shards
+    from lcm.data.shards import ShardWriter
+
+    good = tmp_path / "good.txt"
+    good.write_text("One sentence here. Another one follows.\n")
+    out = tmp_path / "shards"
+    assert (
+        run_cli(["data", "shards", str(good), "--out", str(out), "--no-progress"], capsys)[0] == 0
+    )
+    before = snapshot(out)
+    (tmp_path / "empty.txt").write_text("")
+    args = ["data", "shards", str(tmp_path / "empty.txt"), "--out", str(out), "--overwrite"]
+    code, err = run_cli([*args, "--no-progress"], capsys)
+    assert code == 1 and "no documents written" in err
+    assert snapshot(out) == before
+    # The same for embedding: an input that breaks half-way leaves the old concepts.
+    concepts = tmp_path / "concepts"
+    embed_shards(text_shards, concepts, overfitted_codec(), docs_per_shard=4, progress=False)
+    before = snapshot(concepts)
+    broken = tmp_path / "broken"
+    with ShardWriter(broken) as writer:
+        writer.write("doc-0", ["Fine.", "Also fine."])
+    (broken / "shard-00000.parquet").write_bytes(b"not parquet")
+    with pytest.raises(Exception, match="shard-00000"):
+        embed_shards(broken, concepts, overfitted_codec(), overwrite=True, progress=False)
+    assert snapshot(concepts) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left

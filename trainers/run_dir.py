@@ -22,7 +22,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from lcm.config import ConfigError, read_yaml, to_dict
+from lcm.config import ConfigError, to_dict
+from trainers.config import load_train_config
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,16 @@ def check_resume(recorded_path: Path, requested: Any) -> list[str]:
     Raises:
         ConfigError: A key outside :data:`MAY_CHANGE` differs (all such keys are named).
     """
-    old = _flat(read_yaml(recorded_path))
+    # Parsed like the requested one, so a key added to the schema since the run started
+    # compares as its default instead of as a change.
+    try:
+        recorded = load_train_config(recorded_path)
+    except (ConfigError, ValueError) as e:
+        raise ConfigError(
+            f"{recorded_path}: the run's recorded config no longer parses ({e}); resume it with "
+            "the version that wrote it, or start afresh in a new run_dir"
+        ) from None
+    old = _flat(json.loads(json.dumps(to_dict(recorded))))
     new = _flat(json.loads(json.dumps(to_dict(requested))))
     changed = sorted(
         k for k in old.keys() | new.keys() if _normalized(old.get(k)) != _normalized(new.get(k))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -315,13 +316,16 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit_normalizer(args: argparse.Namespace) -> int:
-    from lcm.data.embed import sample_embeddings
+    from lcm.data.embed import read_space, sample_embeddings
     from lcm.data.readers import DataError
     from lcm.models.normalizer import Normalizer
 
     try:
         sample = sample_embeddings(args.shards, args.max_vectors, args.seed)
-        normalizer = Normalizer.fit(sample, method=args.method, clip=args.clip)
+        space = read_space(args.shards) or {}
+        normalizer = dataclasses.replace(
+            Normalizer.fit(sample, method=args.method, clip=args.clip), codec=space.get("codec")
+        )
     except (DataError, ValueError) as e:
         print(f"{_PROG} fit-normalizer: error: {e}", file=sys.stderr)
         return 1

@@ -280,6 +280,42 @@ def _manifest_counts(path: str) -> tuple[int, int] | None:
         return None
 
 
+def check_same_space(
+    cfg: ConceptDataConfig, normalizer: Normalizer, eot: np.ndarray | None
+) -> None:
+    """Refuse shards of another concept space than the normalizer's or the EOT concept's.
+
+    The shards' space record (``lcm data embed``) names their codec; a normalizer fitted on
+    another codec's vectors, or an end-of-text concept far from the one embedded beside the
+    shards, would train in a mixed space without any error.
+
+    Raises:
+        DataError: Naming what disagrees.
+    """
+    from lcm.data.embed import read_space  # pyarrow only where shards are read
+
+    base = Path(cfg.shards)
+    folder = base.parent if base.is_file() else base
+    codec = (read_space(cfg.shards) or {}).get("codec")
+    if codec and normalizer.codec and codec != normalizer.codec:
+        raise DataError(
+            f"{cfg.normalizer} was fitted on vectors of codec {normalizer.codec}, but "
+            f"{cfg.shards} holds vectors of codec {codec}: fit a normalizer on these shards "
+            "(`lcm data fit-normalizer`)",
+            path=str(cfg.normalizer),
+        )
+    own = folder / EOT_FILE
+    if eot is not None and cfg.eot not in ("auto", str(own)) and own.is_file():
+        ref = np.load(own, allow_pickle=False).astype(np.float32).reshape(-1)
+        far = ref.shape != eot.shape or np.linalg.norm(eot - ref) > 1e-3 * np.linalg.norm(ref)
+        if far:
+            raise DataError(
+                f"data.eot {cfg.eot} is not the end-of-text concept of {cfg.shards} ({own}): "
+                "it comes from another codec or precision; use data.eot=auto",
+                path=str(cfg.eot),
+            )
+
+
 @functools.lru_cache(maxsize=4)
 def load_concepts(cfg: ConceptDataConfig) -> ConceptSet:
     """Stream the documents of ``cfg.split``, append the EOT concept and normalize.
@@ -296,6 +332,8 @@ def load_concepts(cfg: ConceptDataConfig) -> ConceptSet:
     d = normalizer.dim
     if eot is not None and eot.shape != (d,):
         raise DataError(f"end-of-text concept has shape {eot.shape}, the normalizer needs ({d},)")
+    if cfg.source == "shards":
+        check_same_space(cfg, normalizer, eot)
     extra = 0 if eot is None else 1
     counts = _manifest_counts(cfg.shards) if cfg.source == "shards" else None
     capacity = 0 if counts is None else counts[1] + extra * counts[0]

@@ -9,6 +9,7 @@ sample of embedding vectors (for fitting a normalizer or codebooks) in one strea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -21,9 +22,10 @@ import numpy as np
 from lcm.data.concepts import EOT_FILE
 from lcm.data.readers import DataError
 from lcm.data.shards import ShardWriter, read_shards
-from lcm.io import save_npy_atomic
+from lcm.io import replaced_on_success, save_npy_atomic, write_text_atomic
 
 END_OF_TEXT = "End of text."
+SPACE_FILE = "embedding.json"  # the space record: which codec, at which precision
 
 
 class SentenceEncoder(Protocol):
@@ -58,12 +60,93 @@ def embed_shards(
             only the documents after them (same ``src`` and ``docs_per_shard``).
         progress: Show a progress bar on stderr.
 
+    The encoder's space (:func:`encoder_space`: its codec's fingerprint and precision) is
+    written to ``SPACE_FILE`` beside the shards first, so that a resume, a normalizer and a
+    training run can check that they stay in one space.
+
     Returns:
-        ``{"documents", "sentences", "dim", "shards", "eot"}``.
+        ``{"documents", "sentences", "dim", "shards", "eot", "space"}``.
+
+    Raises:
+        DataError: ``resume`` into a dataset of another space (:func:`check_space`).
     """
+    out = Path(out)
+    space = encoder_space(encoder)
+    if resume:
+        check_space(out, space)
+    # --overwrite writes beside the old dataset and swaps only on success.
+    staged = replaced_on_success(out) if overwrite else contextlib.nullcontext(out)
+    with staged as target:
+        result = _embed_into(
+            src, target, encoder, space, batch_sentences, docs_per_shard,
+            resume and target == out, progress,
+        )  # fmt: skip
+    return {**result, "shards": [str(out / Path(p).name) for p in result["shards"]],
+            "eot": str(out / EOT_FILE), "space": space}  # fmt: skip
+
+
+def encoder_space(encoder: SentenceEncoder) -> dict[str, Any]:
+    """What identifies the concept space ``encoder`` writes: its codec's fingerprint (None for
+    an encoder without one) and its encoding precision."""
+    return {
+        "codec": getattr(encoder, "fingerprint", None),
+        "precision": getattr(encoder, "encode_precision", None),
+    }
+
+
+def read_space(shards: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The space record (:data:`SPACE_FILE`) of an embedded dataset, or None if it has none."""
+    base = Path(shards)
+    path = (base.parent if base.is_file() else base) / SPACE_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataError(f"{path}: unreadable ({e})", path=str(path)) from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: not a space record", path=str(path))
+    return record
+
+
+def check_space(out: Path, space: dict[str, Any]) -> None:
+    """Refuse to resume ``out`` with an encoder of another space (codec or precision).
+
+    Raises:
+        DataError: The recorded space differs, or shards exist without a record.
+    """
+    recorded = read_space(out) if out.is_dir() else None
+    if recorded is None:
+        if out.is_dir() and any(out.glob("*.parquet")):
+            raise DataError(
+                f"{out} has shards but no {SPACE_FILE}: which codec embedded them is unknown, "
+                "so a resume could mix two concept spaces; embed afresh with --overwrite",
+                path=str(out),
+            )
+        return
+    changed = [k for k in ("codec", "precision") if recorded.get(k) != space.get(k)]
+    if changed:
+        shown = "; ".join(f"{k} {recorded.get(k)!r} -> {space.get(k)!r}" for k in changed)
+        raise DataError(
+            f"{out} was embedded in another space ({shown}): resuming would mix two concept "
+            "spaces. Resume with the codec and --precision that started it, or --overwrite",
+            path=str(out),
+        )
+
+
+def _embed_into(
+    src: str | os.PathLike[str],
+    out: Path,
+    encoder: SentenceEncoder,
+    space: dict[str, Any],
+    batch_sentences: int,
+    docs_per_shard: int,
+    resume: bool,
+    progress: bool,
+) -> dict[str, Any]:
+    """:func:`embed_shards` into the directory ``out`` (its final or staged place)."""
     from tqdm import tqdm
 
-    out = Path(out)
     pending: list[dict[str, Any]] = []
     n_docs = n_sents = 0
     dim = None
@@ -94,9 +177,9 @@ def embed_shards(
             start += n
         pending.clear()
 
-    with ShardWriter(
-        out, docs_per_shard=docs_per_shard, overwrite=overwrite, resume=resume
-    ) as writer:
+    with ShardWriter(out, docs_per_shard=docs_per_shard, resume=resume) as writer:
+        # Recorded once the writer has accepted the directory, before any shard.
+        write_text_atomic(out / SPACE_FILE, json.dumps(space, indent=1) + "\n")
         rows = read_shards(src, columns=["doc_id", "source", "sentences", "meta_json"])
         bar = tqdm(rows, desc="embed", unit="doc", disable=not progress, file=sys.stderr)
         size = 0

@@ -18,6 +18,7 @@ sentence): it is null until an encoder fills it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -34,7 +35,7 @@ import pyarrow.parquet as pq
 
 from lcm.data.readers import DataError, Document
 from lcm.data.segment import segment_document
-from lcm.io import write_text_atomic
+from lcm.io import replaced_on_success, write_text_atomic
 
 __all__ = [
     "MANIFEST_NAME",
@@ -514,7 +515,10 @@ def write_documents(
     from tqdm import tqdm  # imported here: only this entry point draws a progress bar
 
     n_in = n_out = n_empty = n_sents = n_chars = max_len = 0
-    with ShardWriter(out_dir, prefix, docs_per_shard, row_group_size, overwrite=overwrite) as w:
+    # --overwrite writes beside the old shards and swaps only on success: a failing run (no
+    # documents, a bad record under --strict) leaves them as they were.
+    staged = replaced_on_success(out_dir) if overwrite else contextlib.nullcontext(out_dir)
+    with staged as target, ShardWriter(target, prefix, docs_per_shard, row_group_size) as w:
         for doc in tqdm(docs, desc="documents", unit="doc", disable=not progress, file=sys.stderr):
             n_in += 1
             sents = segment_document(doc.paragraphs, max_chars)
@@ -528,6 +532,11 @@ def write_documents(
             lens = [len(s) for s in sents]
             n_chars += sum(lens)
             max_len = max(max_len, *lens)
+        if not n_out:
+            raise DataError(
+                f"no documents written ({n_in} read, {n_empty} without sentences)",
+                path=str(out_dir),
+            )
     return {
         "documents_in": n_in,
         "documents_written": n_out,
@@ -535,5 +544,5 @@ def write_documents(
         "sentences": n_sents,
         "sentence_chars_max": max_len,
         "sentence_chars_mean": round(n_chars / n_sents, 1) if n_sents else math.nan,
-        "shards": [str(p) for p in w.close()],
+        "shards": [str(Path(out_dir) / p.name) for p in w.close()],  # staged paths moved
     }

@@ -37,12 +37,15 @@ class Normalizer:
         scale: ``[D]`` float32, strictly positive.
         method: How it was fitted.
         clip: Clip normalized values to ``[-clip, clip]`` (None: no clipping).
+        codec: Fingerprint of the codec whose vectors it was fitted on (``lcm data
+            fit-normalizer`` records the shards' one; None when unknown).
     """
 
     center: np.ndarray
     scale: np.ndarray
     method: str = "gaussian_robust"
     clip: float | None = None
+    codec: str | None = None
 
     def __post_init__(self) -> None:
         if self.center.shape != self.scale.shape or self.center.ndim != 1:
@@ -111,6 +114,7 @@ class Normalizer:
                 scale=self.scale,
                 method=np.array(self.method),
                 clip=np.array(np.nan if self.clip is None else self.clip),
+                codec=np.array(self.codec or ""),
             )
 
     @classmethod
@@ -122,11 +126,13 @@ class Normalizer:
         try:
             with np.load(path, allow_pickle=False) as z:
                 clip = float(z["clip"])
+                codec = str(z["codec"]) if "codec" in z.files else ""  # older files lack it
                 return cls(
                     center=z["center"].astype(np.float32),
                     scale=z["scale"].astype(np.float32),
                     method=str(z["method"]),
                     clip=None if np.isnan(clip) else clip,
+                    codec=codec or None,
                 )
         except (OSError, KeyError, ValueError) as e:
             raise ValueError(f"normalizer file {path} is damaged or not a normalizer: {e}") from e
