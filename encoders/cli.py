@@ -28,7 +28,10 @@ def _read_lines(path: str) -> list[str]:
     else:
         if not Path(path).is_file():
             raise FileNotFoundError(f"input file not found: {path}")
-        text = Path(path).read_text(encoding="utf-8")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text (byte {e.start})") from None
     lines = text.splitlines()
     blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
     if blank:
@@ -87,6 +90,8 @@ def encode_main(argv: Sequence[str]) -> int:
         "vectors within about 0.3%%)",
     )
     args = parser.parse_args(argv)
+    if Path(args.output).is_dir():
+        parser.error(f"-o {args.output} is a directory; give a file name")
     try:
         if not args.output.endswith((".npy", ".parquet")):
             raise ValueError(f"output {args.output}: use a .npy or .parquet file name")
@@ -115,6 +120,8 @@ def decode_main(argv: Sequence[str]) -> int:
     parser.add_argument("--lang", help="language to write, SONAR models only (eng_Latn, ...)")
     args = parser.parse_args(argv)
     check_decoding_args(parser, args)
+    if args.output != "-" and Path(args.output).is_dir():
+        parser.error(f"-o {args.output} is a directory; give a file name")
     try:
         vectors = _read_vectors(args.input, args.column)
         codec = load(args.model, target_lang=args.lang)

@@ -62,7 +62,10 @@ class Tokenizer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"tokenizer model not found: {path}")
-        return cls(path.read_bytes())
+        try:
+            return cls(path.read_bytes())
+        except RuntimeError as e:  # SentencePiece's parse error names no file
+            raise ValueError(f"{path}: not a SentencePiece model ({e})") from None
 
     @property
     def vocab_size(self) -> int:

@@ -10,11 +10,13 @@ import argparse
 import importlib
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 # name -> (one-line help, "module:function" taking argv and returning an exit code, or None
 # while not implemented, with the issue that brings it).
+DEBUG_ENV = "LCM_DEBUG"  # set to 1: errors show their traceback (as --debug)
 SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
     "data": (
         "build corpora and Parquet sentence shards (see `lcm data -h`)",
@@ -314,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"lcm-jax {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of an error instead of one line (or set {DEBUG_ENV}=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, (help_text, _, issue) in SUBCOMMANDS.items():
         suffix = f" [not implemented yet: issue {issue}]" if issue else ""
@@ -342,7 +349,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command not in _NO_JAX:
         enable_compilation_cache()
-    return int(_resolve(args.command)(rest) or 0)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    try:
+        return int(_resolve(args.command)(rest) or 0)
+    except KeyboardInterrupt:
+        print(f"lcm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # the last line of defence: one line, unless debugging
+        if debug:
+            raise
+        print(f"lcm {args.command}: {describe_error(e)} (--debug shows where)", file=sys.stderr)
+        return 1
+
+
+def describe_error(error: BaseException) -> str:
+    """One line that names the problem: the OS's words and the file for an ``OSError``, the
+    first line of the message otherwise (XLA's errors run to pages)."""
+    if isinstance(error, OSError) and error.strerror:
+        names = [n for n in (error.filename, error.filename2) if n is not None]
+        where = " -> ".join(map(str, names))
+        return f"{error.strerror}: {where}" if where else error.strerror
+    text = str(error).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Standard library only, so every layer (and the stdlib-only corpus builder) can u
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ def atomic_write(
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write supports modes 'w' and 'wb', not {mode!r}")
     path = Path(path)
+    if path.is_dir():  # before any work: os.replace would fail only at the end
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file name", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -56,6 +59,24 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def load_vector(path: str | os.PathLike) -> Any:
+    """A float32 vector from a ``.npy`` file (e.g. ``eot.npy``), flattened.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: The file is not a readable numeric ``.npy`` (the message names it).
+    """
+    import numpy as np  # only here: the rest of this module is standard library
+
+    try:
+        array = np.load(path, allow_pickle=False)
+        return np.asarray(array, np.float32).reshape(-1)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, TypeError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable vector (.npy): {e}") from None
 
 
 def save_npy_atomic(path: str | os.PathLike, array: Any) -> None:

@@ -426,3 +426,58 @@ def test_a_failing_overwrite_keeps_the_old_dataset(
         embed_shards(broken, concepts, overfitted_codec(), overwrite=True, progress=False)
     assert snapshot(concepts) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+# -------------------------------------------- tracebacks where one line is due (lcm --debug
+# still shows them)
+
+
+def one_error_line(err: str, command: str) -> str:
+    lines = [x for x in err.splitlines() if x.startswith(f"lcm {command}:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_directory_where_a_file_is_due(tmp_path: Path, capsys) -> None:
+    code, err = run_cli(["summarize", str(tmp_path)], capsys)
+    assert code == 1 and str(tmp_path) in one_error_line(err, "summarize")
+    vectors = tmp_path / "v.npy"
+    np.save(vectors, np.zeros((1, 8), np.float32))
+    code, err = run_cli(["decode", str(vectors), "-o", str(tmp_path)], capsys)
+    assert code == 2 and "is a directory" in err and "Traceback" not in err
+
+
+def test_bad_utf8_in_lcm_encode_names_the_file(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ab\xffcd.\n")
+    code, err = run_cli(["encode", str(bad), "-o", str(tmp_path / "v.npy")], capsys)
+    assert code == 2 and f"{bad} is not UTF-8 text (byte 2)" in one_error_line(err, "encode")
+
+
+@pytest.mark.parametrize("damaged", ["eot.npy", "normalizer.npz", "tokenizer.model"])
+def test_a_damaged_model_file_is_named(tmp_path: Path, damaged: str, capsys) -> None:
+    model, codec = tmp_path / "lcm", tmp_path / "codec"
+    shutil.copytree(REPO / "lcm" / "default", model)
+    shutil.copytree(REPO / "encoders" / "default", codec)
+    target = (codec if damaged == "tokenizer.model" else model) / damaged
+    target.write_bytes(target.read_bytes()[:100])
+    doc = tmp_path / "doc.txt"
+    doc.write_text("A tool for the command line. It reads files.\n")
+    args = ["summarize", str(doc), "--model", str(model), "--codec", str(codec)]
+    code, err = run_cli(args, capsys)
+    assert code == 1 and str(target) in one_error_line(err, "summarize")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("mesh.data=3", "needs 3 devices"), ("optim.frozen=[nothere]", "match no parameter")],
+)
+def test_training_setup_errors_are_one_line(
+    tmp_path: Path, override: str, message: str, capsys
+) -> None:
+    code, err = run_cli(["train", str(CONFIG), f"run_dir={tmp_path}", override], capsys)
+    assert code != 0 and message in one_error_line(err, "train")
+    with pytest.raises(ValueError, match=message):  # --debug: the exception itself
+        from lcm.cli import main
+
+        main(["--debug", "train", str(CONFIG), f"run_dir={tmp_path / 'debug'}", override])

@@ -33,6 +33,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from lcm.data.readers import DataError
+from lcm.io import load_vector
 from lcm.models.normalizer import Method, Normalizer
 
 EOT_FILE = "eot.npy"  # the end-of-text concept, written next to embedded shards
@@ -248,7 +249,7 @@ def eot_vector(cfg: ConceptDataConfig) -> np.ndarray | None:
             f"end-of-text concept not found: {path} (`lcm data embed` writes it; or set "
             "data.eot to a .npy path, or to 'none')"
         )
-    return np.load(path, allow_pickle=False).astype(np.float32).reshape(-1)
+    return load_vector(path)
 
 
 @functools.lru_cache(maxsize=4)

@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml, to_dict
-from lcm.io import save_npy_atomic, write_bytes_atomic
+from lcm.io import load_vector, save_npy_atomic, write_bytes_atomic
 from lcm.models.base_lcm import BaseLCM, BaseLCMConfig
 from lcm.models.likelihood_lcm import LikelihoodLCM, LikelihoodLCMConfig
 from lcm.models.normalizer import Normalizer
@@ -170,7 +170,7 @@ def load_lcm(path: str | os.PathLike[str]) -> LCMModel:
         source=str(path / WEIGHTS_FILE),
     )
     normalizer = Normalizer.load(path / NORMALIZER_FILE)
-    eot = np.load(path / EOT_FILE, allow_pickle=False).astype(np.float32).reshape(-1)
+    eot = load_vector(path / EOT_FILE)
     if normalizer.dim != config.concept_dim or eot.shape != (config.concept_dim,):
         raise ValueError(
             f"{path}: normalizer D={normalizer.dim} / eot shape {eot.shape} do not match "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -134,5 +135,5 @@ class Normalizer:
                     clip=None if np.isnan(clip) else clip,
                     codec=codec or None,
                 )
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"normalizer file {path} is damaged or not a normalizer: {e}") from e
