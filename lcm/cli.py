@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 # name -> (one-line help, "module:function" taking argv and returning an exit code, or None
@@ -350,6 +351,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in _NO_JAX:
         enable_compilation_cache()
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    if not debug:
+        # A worker thread's failure (orbax's asynchronous writes) reaches the command as an
+        # exception of its own; the tracebacks that its libraries log on the way would bury
+        # the one line below.
+        threading.excepthook = _log_thread_error
+        for name in ("absl", "asyncio", "concurrent.futures"):
+            logging.getLogger(name).addFilter(_without_tracebacks)
     try:
         return int(_resolve(args.command)(rest) or 0)
     except KeyboardInterrupt:
@@ -360,6 +368,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"lcm {args.command}: {describe_error(e)} (--debug shows where)", file=sys.stderr)
         return 1
+
+
+def _without_tracebacks(record: logging.LogRecord) -> bool:
+    """A logging filter: drop library records that carry a traceback (the error they log is
+    raised to the command, which reports it in one line)."""
+    return record.exc_info is None and record.levelno < logging.ERROR
+
+
+def _log_thread_error(args: threading.ExceptHookArgs) -> None:
+    logging.getLogger("lcm").debug(
+        "thread %s failed: %s", getattr(args.thread, "name", "?"), args.exc_value
+    )
 
 
 def describe_error(error: BaseException) -> str:

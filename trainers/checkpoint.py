@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,21 @@ import jax
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
+
+
+# Fault injection for tests of preemption: "STEP:SECONDS" SIGKILLs this process SECONDS after
+# the save of STEP starts, while the (asynchronous) write is under way.
+KILL_DURING_SAVE_ENV = "LCM_DEBUG_KILL_DURING_SAVE"
+
+
+def _maybe_kill_during_save(step: int) -> None:
+    spec = os.environ.get(KILL_DURING_SAVE_ENV, "")
+    if not spec or int(spec.split(":")[0]) != step:
+        return
+    delay = float(spec.split(":")[1]) if ":" in spec else 0.0
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL))
+    timer.daemon = True
+    timer.start()
 
 
 class CheckpointError(RuntimeError):
@@ -50,6 +67,7 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
         """Start saving ``state`` (a pytree of jax arrays) and ``meta`` (JSON) for ``step``."""
+        _maybe_kill_during_save(step)
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -119,6 +137,9 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def close(self) -> None:
-        """Finish pending saves and release the manager."""
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Finish pending saves and release the manager (also when a save failed: its
+        background writers must stop before the interpreter does)."""
+        try:
+            self._manager.wait_until_finished()
+        finally:
+            self._manager.close()
