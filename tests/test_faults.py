@@ -577,3 +577,19 @@ def test_a_full_disk_stops_with_one_line_and_keeps_the_checkpoint(small_disk: Pa
     )
     for shard in (small_disk / "sh").glob("*.parquet"):
         assert all(row["sentences"] for row in read_shards(shard))
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_not_called_corrupt(tmp_path: Path) -> None:
+    """The same config but a model whose code changed (simulated by editing the recorded
+    config too): the restore fails on shapes, and the checkpoints are left where they are."""
+    from trainers.checkpoint import CheckpointError
+
+    train(tiny(tmp_path), progress=False)
+    recorded = (tmp_path / "config.yaml").read_text()
+    (tmp_path / "config.yaml").write_text(recorded.replace("hidden: 64", "hidden: 32"))
+    before = snapshot(tmp_path / "checkpoints")
+    with pytest.raises(CheckpointError, match="does not fit this model .*Nothing was moved"):
+        train(tiny(tmp_path, "model.hidden=32"), progress=False)
+    assert snapshot(tmp_path / "checkpoints") == before
+    (tmp_path / "config.yaml").write_text(recorded)
+    assert train(tiny(tmp_path, "steps=30"), progress=False).resumed_from == 20

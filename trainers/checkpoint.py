@@ -37,6 +37,20 @@ def _maybe_kill_during_save(step: int) -> None:
     timer.start()
 
 
+# What orbax says when a restore target's layout differs from a checkpoint's (a changed
+# model), as opposed to damaged files.
+_LAYOUT_MISMATCH = (
+    "is not compatible with the stored shape",
+    "tree structures do not match",
+    "dtype",
+)
+
+
+def _is_layout_mismatch(error: Exception) -> bool:
+    text = str(error)
+    return isinstance(error, ValueError) and any(m in text for m in _LAYOUT_MISMATCH)
+
+
 class CheckpointError(RuntimeError):
     """No usable checkpoint could be restored."""
 
@@ -105,6 +119,16 @@ class Checkpointer:
                     ),
                 )
             except Exception as e:  # orbax raises many types for a damaged directory
+                if _is_layout_mismatch(e):
+                    # Not damage: the model asks for other shapes or another tree than the
+                    # checkpoint holds. Moving it aside would lose a good run.
+                    first = str(e).strip().splitlines()[0]
+                    raise CheckpointError(
+                        f"checkpoint at step {step} in {self.directory} does not fit this "
+                        f"model ({first}): the model's code or config changed since it was "
+                        "written. Nothing was moved; resume with the code and config that "
+                        "wrote it, or train into a new run_dir"
+                    ) from None
                 errors.append(f"step {step}: {type(e).__name__}: {e}")
                 moved = self._quarantine(step)
                 log.warning(
