@@ -176,7 +176,9 @@ def train_main(argv: Sequence[str]) -> int:
     parser.add_argument("config", help="YAML config, e.g. configs/examples/mlp_regression.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     parser.add_argument(
-        "--no-resume", action="store_true", help="ignore existing checkpoints in run_dir"
+        "--no-resume",
+        action="store_true",
+        help="start afresh: a previous run in run_dir moves to run_dir/previous-<time>/",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(

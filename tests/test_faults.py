@@ -593,3 +593,13 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_not_called_corrupt(tmp_path
     assert snapshot(tmp_path / "checkpoints") == before
     (tmp_path / "config.yaml").write_text(recorded)
     assert train(tiny(tmp_path, "steps=30"), progress=False).resumed_from == 20
+
+
+def test_no_resume_starts_afresh_and_keeps_the_previous_run(tmp_path: Path) -> None:
+    train(tiny(tmp_path), progress=False)
+    first = snapshot(tmp_path)
+    result = train(tiny(tmp_path, "seed=3"), resume=False, progress=False)
+    assert result.resumed_from is None and result.step == 20
+    (previous,) = tmp_path.glob("previous-*")
+    assert snapshot(previous) == first  # every file of the previous run, unchanged
+    assert read_yaml(tmp_path / "config.yaml")["seed"] == 3

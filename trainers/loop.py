@@ -38,7 +38,7 @@ from trainers.optim import (
     make_optimizer,
     stop_frozen_gradients,
 )
-from trainers.run_dir import RunLock, check_resume
+from trainers.run_dir import RunLock, check_resume, has_checkpoints, set_aside
 from trainers.state import StateLayout, plan_train_state, with_initial_weights
 from trainers.task import BatchSource, DataContext
 from trainers.tasks import get_task
@@ -310,7 +310,9 @@ def train(
 
     Args:
         cfg: The resolved training config.
-        resume: Continue from the latest readable checkpoint in ``<run_dir>/checkpoints``.
+        resume: Continue from the latest readable checkpoint in ``<run_dir>/checkpoints``;
+            ``False`` starts afresh, moving a previous run's files to
+            ``<run_dir>/previous-<time>/`` (nothing is deleted).
         progress: Show a tqdm bar (process 0 only).
         stop_at: Stop after this step with a checkpoint (the schedule still spans
             ``cfg.steps``), e.g. to train a long run in time-boxed pieces.
@@ -323,7 +325,6 @@ def train(
 
     Raises:
         NonFiniteLossError: The loss became NaN or inf; the message names the step.
-        FileExistsError: ``resume=False`` but the run directory already has checkpoints.
         RunLockedError: Another live process trains in ``run_dir``.
         ConfigError: ``run_dir`` holds checkpoints of a config that differs in more than the
             schedule length and bookkeeping (:func:`trainers.run_dir.check_resume`).
@@ -353,6 +354,10 @@ def _train_locked(
 ) -> TrainResult:
     """:func:`train` once the run directory is locked."""
     is_main = jax.process_index() == 0
+    if not resume and _all_agree(has_checkpoints(run_dir)):
+        if is_main:
+            set_aside(run_dir)
+        _barrier("set aside the previous run")
     checkpointer = Checkpointer(
         run_dir / "checkpoints",
         every=cfg.checkpoint.every,
@@ -361,11 +366,6 @@ def _train_locked(
     )
     try:
         existing = checkpointer.all_steps()
-        if existing and not resume:
-            raise FileExistsError(
-                f"{checkpointer.directory} already holds checkpoints; resume, or use a new "
-                "run_dir (nothing is deleted automatically)"
-            )
         if existing and (run_dir / "config.yaml").is_file():
             check_resume(run_dir / "config.yaml", cfg)
     except BaseException:
@@ -470,6 +470,14 @@ def _train_locked(
         resumed_from=resumed_from,
         last_metrics=metrics_log.last,
     )
+
+
+def _barrier(name: str) -> None:
+    """Wait for every process (a no-op for one)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _all_agree(flag: bool) -> bool:

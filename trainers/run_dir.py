@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,35 @@ def check_resume(recorded_path: Path, requested: Any) -> list[str]:
             f"{recorded_path.parent} holds checkpoints of another config: {shown}{more}. "
             "Nothing was changed. Resume with the recorded config (only steps, "
             "optim.cooldown_steps, log_every, checkpoint.*, mesh.* may differ), or start "
-            "afresh with --no-resume in a new run_dir"
+            "afresh: a new run_dir, or --no-resume (the previous run moves to previous-<time>/)"
         )
     notes = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in allowed]
     for note in notes:
         log.info("resuming with a changed %s", note)
     return notes
+
+
+# What a run writes into its directory (moved together when a new run starts there afresh).
+RUN_FILES = ("checkpoints", "metrics.jsonl", "eval.jsonl", "config.yaml", "curves.png")
+
+
+def has_checkpoints(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a completed checkpoint (a step directory)."""
+    folder = run_dir / "checkpoints"
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
+def set_aside(run_dir: Path) -> Path:
+    """Move the previous run's files into ``run_dir/previous-<time>/`` (``--no-resume``: a
+    fresh start that loses nothing). Returns where they went."""
+    target = run_dir / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while target.exists():
+        target = run_dir / f"previous-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+        n += 1
+    target.mkdir()
+    for name in RUN_FILES:
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, target / name)
+    log.warning("--no-resume: moved the previous run of %s to %s", run_dir, target)
+    return target
