@@ -64,6 +64,9 @@ ENCODE_BATCH = 32
 # shipped codec's beam 8 decoded 12.8 sentences/s in calls of 1-4 sentences, 11.2 in calls of
 # 8 and 7.2 in calls of 128.
 BEAM_ROWS = 32
+# Most bytes of KV cache one decoding call may hold; a single sentence's beams needing more
+# is refused up front (a beam that wide would exhaust the memory in the middle of a call).
+DECODE_CACHE_BYTES = 4 << 30
 EncodePrecision = Literal["float32", "bfloat16"]
 ENCODE_PRECISIONS: tuple[str, ...] = get_args(EncodePrecision)
 
@@ -140,6 +143,21 @@ def check_decoding(beam_size: int, rerank: bool) -> None:
         raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
     if rerank and beam_size < 2:
         raise ValueError("rerank=True chooses among beams: it needs beam_size > 1")
+
+
+def check_cache_fits(row_bytes: int, beam_size: int) -> None:
+    """Refuse a decoding whose KV cache for one sentence (``row_bytes``, all its beams)
+    exceeds :data:`DECODE_CACHE_BYTES`.
+
+    Raises:
+        ValueError: Naming the beam size and the memory it needs.
+    """
+    if row_bytes > DECODE_CACHE_BYTES:
+        raise ValueError(
+            f"beam_size {beam_size} needs {row_bytes / 2**30:.1f} GiB of KV cache per sentence, "
+            f"more than the {DECODE_CACHE_BYTES / 2**30:.0f} GiB a decoding call may hold: use a "
+            "smaller beam (8-16 decode best with rerank) or a smaller max_len"
+        )
 
 
 def beam_call_rows(beam_size: int, batch_size: int) -> int:
@@ -344,6 +362,8 @@ class Codec:
             ValueError: For a wrong shape or dtype, non-finite values, or bad options.
         """
         vecs, max_len = self._check_decode_args(vectors, beam_size, max_len, rerank)
+        cfg = self.config
+        check_cache_fits(2 * 4 * cfg.decoder_layers * max_len * cfg.d_model * beam_size, beam_size)
         batch = beam_call_rows(beam_size, self.batch_size)
         seqs = self._generate_rows(
             vecs, max_len=max_len, beam_size=beam_size, batch_size=batch, n_best=rerank

@@ -50,6 +50,7 @@ from flax import nnx
 from encoders.codec import (
     CARD_FILE,
     CONFIG_FILE,
+    DECODE_CACHE_BYTES,
     LENGTH_BUCKETS,
     TOKENIZER_FILE,
     WEIGHTS_FILE,
@@ -59,6 +60,7 @@ from encoders.codec import (
     _ladder,
     _log_likelihood_impl,
     beam_call_rows,
+    check_cache_fits,
     check_sentences,
     closest_candidates,
 )
@@ -85,7 +87,6 @@ LEGACY_PAD_IDX = 1
 DEFAULT_LANG = "eng_Latn"
 # Most bytes of KV cache one decode call holds (SONAR basic: ~100 MB per sentence and beam at
 # the default 510 tokens); larger batches are split into calls of fewer sentences.
-DECODE_CACHE_BYTES = 4 << 30
 _LN_EPS = 1e-5
 
 # The languages of SONAR's text models, in the order of its asset cards
@@ -1034,6 +1035,7 @@ class SonarCodec(Codec):
         lang_id = np.int32(self.tokenizer.lang_id(lang))
         dec = self.config.decoder
         row_bytes = 2 * 4 * dec.num_layers * (max_len + 2) * dec.model_dim * beam_size
+        check_cache_fits(row_bytes, beam_size)
         rows = max(
             1, min(beam_call_rows(beam_size, self.batch_size), DECODE_CACHE_BYTES // row_bytes)
         )

@@ -603,3 +603,15 @@ def test_no_resume_starts_afresh_and_keeps_the_previous_run(tmp_path: Path) -> N
     (previous,) = tmp_path.glob("previous-*")
     assert snapshot(previous) == first  # every file of the previous run, unchanged
     assert read_yaml(tmp_path / "config.yaml")["seed"] == 3
+
+
+def test_a_beam_too_wide_for_memory_is_refused_up_front(tmp_path: Path, capsys) -> None:
+    from codec_fixtures import overfitted_codec
+
+    codec = overfitted_codec()
+    with pytest.raises(ValueError, match=r"beam_size 200000 needs [\d.]+ GiB of KV cache"):
+        codec.decode(codec.encode(["The cat sat on the mat."]), beam_size=200_000)
+    vectors = tmp_path / "v.npy"
+    np.save(vectors, np.zeros((1, 256), np.float32))
+    code, err = run_cli(["decode", str(vectors), "--beam-size", "100000"], capsys)
+    assert code == 2 and "GiB of KV cache" in one_error_line(err, "decode")
