@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from lcm.data.segment import text_sentences
+from lcm.eval.tasks import ngrams, words
 from lcm.generate import (
     Continuation,
     GenerationConfig,
@@ -43,6 +44,9 @@ from lcm.models.protocols import check_max_sentences
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 CODEC_SUBDIR = "codec"  # an LCM directory may carry the codec it was trained with
+# A text-stopping family ends a document at a sentence whose word 4-grams mostly (this share)
+# occurred earlier in it: the text-level twin of the cosine repetition stop.
+REPEAT_STOP = 0.5
 MAX_SENTENCE_CHARS = 256  # the segmenter's cap (the codec's training sentences were cut so)
 
 
@@ -97,6 +101,10 @@ class Pipeline:
         self.rerank = rerank
         self._eot = lcm.normalizer.normalize(lcm.eot)
         self._markers: dict[str, np.ndarray] = {}
+        # Families trained through the decoder end a document where their concept *decodes*
+        # to the end-of-text sentence (or repeats the previous sentence): their predictions
+        # need not lie near the end-of-text concept, nor far from each other, by cosine.
+        self._text_stops = bool(getattr(lcm.model, "stops_on_decoded_text", False))
 
     @classmethod
     def load(
@@ -189,9 +197,19 @@ class Pipeline:
         """
         config = self._config(max_sentences, options)
         (prompt,) = self._task_prompts(task, [text], max_sentences)
+        previous = None
         for concept in stream_continuation(self.lcm.model, prompt, config, self._eot):
             vector = self.lcm.normalizer.denormalize(concept[None])
-            yield self.decode(np.asarray(vector, np.float32))[0]
+            sentence = self.decode(np.asarray(vector, np.float32))[0]
+            if self._text_stops:
+                kept = self._until_text_stop([sentence], previous)
+                if not kept:
+                    return
+                if kept[0] != sentence:  # the end-of-text sentence was decoded inside it
+                    yield kept[0]
+                    return
+                previous = sentence
+            yield sentence
 
     def summarize_many(
         self, documents: Sequence[str], max_sentences: int = 4, **options: Any
@@ -215,7 +233,33 @@ class Pipeline:
 
     def _config(self, max_sentences: int, options: dict[str, Any]) -> GenerationConfig:
         max_sentences = check_max_sentences(max_sentences)
-        return dataclasses.replace(self.generation, max_sentences=max_sentences, **options)
+        config = dataclasses.replace(self.generation, max_sentences=max_sentences, **options)
+        if self._text_stops:  # see __init__: the decoded text decides (_until_text_stop)
+            config = dataclasses.replace(config, stop_threshold=1.0, repetition_threshold=None)
+        return config
+
+    def _until_text_stop(self, sentences: list[str], previous: str | None = None) -> list[str]:
+        """``sentences`` up to the first that is (or ends in) the end-of-text sentence, or
+        that mostly repeats the text before it: at least :data:`REPEAT_STOP` of its word
+        4-grams already occurred (``previous`` precedes the first sentence)."""
+        eot = self.lcm.config.eot_text.strip()
+        out: list[str] = []
+        seen = set(ngrams(words(previous), 4)) if previous else set()
+        for sentence in sentences:
+            text = sentence.strip()
+            grams = ngrams(words(text), 4)
+            repeats = bool(grams) and sum(g in seen for g in grams) >= REPEAT_STOP * len(grams)
+            if text == eot or text == previous or repeats:
+                break
+            if text.endswith(eot):  # a sentence and the end of the text in one concept
+                head = text[: -len(eot)].strip()
+                if head and head != previous:
+                    out.append(head)
+                break
+            out.append(sentence)
+            previous = text
+            seen.update(grams)
+        return out
 
     def _normalized(self, vectors: np.ndarray) -> np.ndarray:
         return np.asarray(self.lcm.normalizer.normalize(vectors), np.float32)
@@ -278,6 +322,7 @@ class Pipeline:
         texts = self.decode(np.stack(flat)) if flat else []
         out, start = [], 0
         for vs in vectors:
-            out.append(list(texts[start : start + len(vs)]))
+            sentences = list(texts[start : start + len(vs)])
+            out.append(self._until_text_stop(sentences) if self._text_stops else sentences)
             start += len(vs)
         return out

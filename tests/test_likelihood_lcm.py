@@ -216,3 +216,23 @@ def test_export_holds_the_backbone_only_and_generates(
     prompt = opened.normalizer.normalize(codec.encode(MEMORIZED[:2]))[None]
     out = generate(opened.model, jnp.asarray(prompt), 3, jax.random.key(0), SamplingOptions())
     assert out.concepts.shape == (1, 3, codec.dim)
+
+
+def test_the_pipeline_stops_a_likelihood_lcm_on_the_decoded_text(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    from lcm.pipeline import Pipeline
+
+    cfg, trained, _ = load_trained_model(tiny_run)
+    get_task("likelihood_lcm").export(trained, cfg.model, cfg.data, str(tmp_path / "model"))
+    pipe = Pipeline(overfitted_codec(), load_lcm(tmp_path / "model"))
+    assert pipe._text_stops and pipe._config(3, {}).repetition_threshold is None
+    cut = pipe._until_text_stop
+    a, b = "The cat sat on the mat.", "Install the package with pip."
+    assert cut([a, b, "End of text.", a]) == [a, b]  # the end-of-text sentence
+    assert cut([a, "Install the package End of text.", b]) == [a, "Install the package"]
+    assert cut([a, a, b]) == [a]  # an exact repeat
+    assert cut([a, "So the cat sat on the mat again.", b]) == [a]  # mostly repeated 4-grams
+    assert cut([b], previous=b) == []
+    outs = pipe.summarize_many(MEMORIZED[:3], 4) + pipe.expand_many(MEMORIZED[:2], 6)
+    assert all("End of text." not in out for out in outs)

@@ -85,6 +85,12 @@ class SentenceScorer(nnx.Module):
 class LikelihoodLCM(BaseLCM):
     """The Base-LCM network with a likelihood loss.
 
+    Its predictions are trained to *decode* to the next sentence, not to lie near its
+    concept: consecutive predictions can be close by cosine while decoding to different
+    sentences, and the end of a text is a prediction that decodes to "End of text.". So the
+    pipeline stops a document on the decoded text (:attr:`stops_on_decoded_text`), not on
+    cosines to the end-of-text concept and to the previous concept.
+
     Args:
         cfg: Model config.
         concept_dim: D.
@@ -101,6 +107,7 @@ class LikelihoodLCM(BaseLCM):
     ):
         super().__init__(cfg, concept_dim, rngs)
         self.mse_weight = cfg.mse_weight
+        self.stops_on_decoded_text = True
         self.scorer = scorer
 
     def loss(self, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
