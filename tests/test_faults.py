@@ -350,6 +350,7 @@ def test_embed_resume_in_another_space_is_refused(tmp_path: Path, text_shards: P
     out = tmp_path / "concepts"
     embed_shards(text_shards, out, codec, docs_per_shard=4, progress=False)
     assert read_space(out) == {"codec": codec.fingerprint, "precision": "float32"}
+    assert json.loads((out / "manifest.json").read_text())["space"] == read_space(out)
     (out / "manifest.json").unlink()  # as if interrupted after its shards
     before = snapshot(out)
     with pytest.raises(DataError, match=r"codec 'sha256:\w+' -> 'sha256:\w+'"):

@@ -177,7 +177,9 @@ def _embed_into(
             start += n
         pending.clear()
 
-    with ShardWriter(out, docs_per_shard=docs_per_shard, resume=resume) as writer:
+    with ShardWriter(
+        out, docs_per_shard=docs_per_shard, resume=resume, manifest_extra={"space": space}
+    ) as writer:
         # Recorded once the writer has accepted the directory, before any shard.
         write_text_atomic(out / SPACE_FILE, json.dumps(space, indent=1) + "\n")
         rows = read_shards(src, columns=["doc_id", "source", "sentences", "meta_json"])

@@ -89,6 +89,8 @@ class ShardWriter:
         resume: Keep the complete shards an interrupted writer left in ``out_dir`` (those
             numbered from 0 without a gap, each of ``docs_per_shard`` documents) and continue
             after them; :attr:`resumed_docs` says how many documents they hold.
+        manifest_extra: More fields for ``manifest.json`` (``lcm data embed`` records the
+            concept space there as ``"space"``).
 
     Raises:
         ValueError: If a size is not positive.
@@ -105,12 +107,14 @@ class ShardWriter:
         *,
         overwrite: bool = False,
         resume: bool = False,
+        manifest_extra: Mapping[str, Any] | None = None,
     ):
         if docs_per_shard < 1 or row_group_size < 1:
             raise ValueError("docs_per_shard and row_group_size must be >= 1")
         if not prefix or "/" in prefix or prefix.startswith("."):
             raise ValueError(f"bad shard prefix {prefix!r}")
         self.out_dir = Path(out_dir)
+        self.manifest_extra = dict(manifest_extra or {})
         self.prefix = prefix
         self.docs_per_shard = docs_per_shard
         self.row_group_size = min(row_group_size, docs_per_shard)
@@ -219,6 +223,7 @@ class ShardWriter:
             "n_docs": sum(s["n_docs"] for s in self._shards),
             "n_sentences": sum(s["n_sentences"] for s in self._shards),
             "embedding_dim": self._emb_dim,
+            **self.manifest_extra,
             "shards": self._shards,
         }
         write_text_atomic(self.out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
