@@ -668,7 +668,9 @@ def test_parity_with_fairseq2_small_encoder_and_toy_decoder(
     assert ref["info"]["sonar_legacy_decoder_converter_agrees"]  # our legacy layout is SONAR's
 
     assert ref["info"]["encoder_max_seq_len"] == 514 and ref["info"]["encoder_sin_offset"] == 2
-    np.testing.assert_allclose(sinusoid_table(514, 1024, 2), ref["positions"], atol=1e-5)
+    # float32 sines of arguments up to ~514 rad carry about 3e-5 of rounding: the reference
+    # venv built on 2026-12-03 gave tables 3.05e-5 apart at most (atol 1e-5 failed in CI).
+    np.testing.assert_allclose(sinusoid_table(514, 1024, 2), ref["positions"], atol=1e-4)
     kind, cfg, weights = convert_state_dict(load_checkpoint(tmp_path / "encoder.pt"))
     assert (kind, cfg) == ("encoder", ENCODER_ARCHS["small"])
     model_cfg = SonarCodecConfig(encoder=cfg)
