@@ -236,3 +236,16 @@ def test_the_pipeline_stops_a_likelihood_lcm_on_the_decoded_text(
     assert cut([b], previous=b) == []
     outs = pipe.summarize_many(MEMORIZED[:3], 4) + pipe.expand_many(MEMORIZED[:2], 6)
     assert all("End of text." not in out for out in outs)
+
+
+def test_init_from_a_directory_without_the_decoder_keeps_the_codecs(
+    tiny_run: Path, fixture_data: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg, trained, _ = load_trained_model(tiny_run)
+    get_task("likelihood_lcm").export(trained, cfg.model, cfg.data, str(tmp_path / "model"))
+    run = tmp_path / "run"
+    train(tiny_config(fixture_data, run, "steps=1", f"init_from={tmp_path / 'model'}"))
+    _, model, _ = load_trained_model(run)
+    weights = flat_weights(model)
+    for name, value in flat_weights(overfitted_codec().model.decoder).items():
+        assert np.array_equal(weights[f"scorer/decoder/{name}"], value), name

@@ -133,10 +133,14 @@ def with_initial_weights(layout: StateLayout, state: dict[str, Any], source: str
         weights = load_weights(path)
     # Frozen variables (a scorer's decoder) are part of the model, not of what it learned:
     # a source without them (a model directory of the same network) keeps the built ones.
+    # Their built values are already in ``state``'s buffers: no second model is built.
     frozen = nnx.to_flat_state(nnx.state(nnx.eval_shape(layout.build), Frozen))
     names = {variable_name(p) for p, _ in frozen}
     if names and not names & set(weights):
-        built = flat_weights(layout.build())
+        built = {
+            variable_name(p): np.asarray(v)
+            for p, v in jax.tree_util.tree_leaves_with_path(state["buffers"])
+        }
         weights = {**weights, **{name: built[name] for name in names}}
     model = build_with_weights(layout.build, weights, source=f"init_from {path}")
     _, params, buffers = nnx.split(model, nnx.Param, ...)

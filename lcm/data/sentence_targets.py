@@ -25,11 +25,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from encoders.tokenizer import PAD_ID  # SONAR's padding id is the same
 from lcm.data.concepts import ConceptDataConfig, ConceptSource, in_split, load_concepts
 from lcm.data.readers import DataError
 
 TOKEN_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
-PAD_ID = 0  # the padding id of every codec here (ours and SONAR's)
 
 
 @dataclasses.dataclass(frozen=True)

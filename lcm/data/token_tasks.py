@@ -26,11 +26,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from encoders.tokenizer import EOS_ID
 from lcm.data.concepts import RowOrder, pack_rows
 from lcm.data.readers import read_documents
 from lcm.data.tasks import TASK_MARKERS
-
-EOS_ID = 3  # the codec tokenizer's end of sentence (encoders.tokenizer)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,13 +24,12 @@ import numpy as np
 from flax import nnx
 
 from encoders.model import token_log_likelihood
+from encoders.tokenizer import PAD_ID
 from lcm.models.base_lcm import BaseLCM, next_concept_targets
 from lcm.models.common import regression_loss
 from lcm.models.config import TransformerConfig
 from lcm.models.protocols import Batch
 from lcm.nn.frozen import Frozen, freeze
-
-PAD_ID = 0
 
 
 @dataclasses.dataclass(frozen=True)

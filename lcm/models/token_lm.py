@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from encoders.tokenizer import EOS_ID, PAD_ID
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml, to_dict
 from lcm.io import write_bytes_atomic
 from lcm.models.common import causal_segment_mask, masked_mean
@@ -31,8 +32,6 @@ from lcm.models.layers import causal_transformer
 from lcm.models.protocols import check_max_sentences
 from lcm.nn import TokenEmbedding
 from lcm.nn.weights import build_with_weights, load_weights, save_weights
-
-PAD_ID, EOS_ID = 0, 3  # the codec tokenizer's ids (encoders.tokenizer)
 
 
 @dataclasses.dataclass(frozen=True)
