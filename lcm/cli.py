@@ -135,6 +135,17 @@ def add_decoding_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_reencode_arg(parser: argparse.ArgumentParser) -> None:
+    """``--reencode`` / ``--no-reencode``: what a pipeline feeds back (``Pipeline``)."""
+    parser.add_argument(
+        "--reencode",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="feed back the encoding of each generated sentence instead of the predicted "
+        "concept (default: the model family's choice, on for likelihood_lcm)",
+    )
+
+
 def check_decoding_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject bad ``--beam-size`` / ``--rerank`` before anything is loaded (exit status 2)."""
     if args.beam_size < 1:

@@ -19,14 +19,20 @@ A document stops at the first generated concept that
 The stopping concept itself (end of text, or the repetition) is not part of the output.
 Cosines are taken between normalized concepts (the space the model predicts in, centred by
 the normalizer), where unrelated sentences are far apart.
+
+With a :class:`Feedback` (``feedback=``), each predicted concept is replaced before it enters
+the context and before the stop criteria see it: the pipeline decodes it into a sentence and
+feeds back that sentence's encoding, as SONAR-LLM generates. The context then holds only
+concepts of real sentences, the kind the model was trained on, whatever its predictions look
+like; the continuation keeps the decoded sentences.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +40,7 @@ import numpy as np
 from flax import nnx
 
 from lcm.models.diffusion.ddim import DDIMConfig
-from lcm.models.generate import compiled_steps
+from lcm.models.generate import compiled_feedback_steps, compiled_steps
 from lcm.models.protocols import SamplingOptions
 
 StopReason = Literal["eot", "repetition", "max_sentences"]
@@ -97,18 +103,29 @@ class GenerationConfig:
         return SamplingOptions(ddim=ddim, temperature=self.temperature)
 
 
+class Feedback(Protocol):
+    """Replaces predicted concepts before they enter the context (see the module docstring)."""
+
+    def __call__(self, concepts: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Normalized predictions [n, D] -> (the normalized concepts to feed back [n, D],
+        the n sentences they stand for)."""
+        ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Continuation:
     """The generated part of one document.
 
     Attributes:
         concepts: [n, D] normalized concepts (0 <= n <= max_sentences; the stop concept
-            is not included).
+            is not included); with a :class:`Feedback`, the concepts fed back.
         stop_reason: Why generation ended.
+        sentences: With a :class:`Feedback`, the n sentences of ``concepts``; else None.
     """
 
     concepts: np.ndarray
     stop_reason: StopReason
+    sentences: tuple[str, ...] | None = None
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -145,6 +162,7 @@ def generate_continuations(
     prompts: Sequence[np.ndarray],
     config: GenerationConfig | None = None,
     stop: np.ndarray | None = None,
+    feedback: Feedback | None = None,
 ) -> list[Continuation]:
     """Continue each prompt until a stop criterion holds.
 
@@ -153,6 +171,8 @@ def generate_continuations(
         prompts: Normalized prompt concepts, one ``[P_i, D]`` array per document.
         config: Generation options (default :class:`GenerationConfig`).
         stop: [D] the normalized end-of-text concept, or None (no end-of-text stop).
+        feedback: Replaces each prediction before it is fed back and tested for a stop
+            (None: the predictions themselves); it is called for unfinished documents only.
 
     Returns:
         One :class:`Continuation` per prompt, in order.
@@ -168,7 +188,7 @@ def generate_continuations(
     out: list[Continuation] = []
     for lo in range(0, len(prompts), config.batch_size):
         chunk = prompts[lo : lo + config.batch_size]
-        out.extend(_generate_batch(graphdef, weights, chunk, config, stop_unit))
+        out.extend(_generate_batch(graphdef, weights, chunk, config, stop_unit, feedback))
     return out
 
 
@@ -177,8 +197,10 @@ def stream_continuation(
     prompt: np.ndarray,
     config: GenerationConfig | None = None,
     stop: np.ndarray | None = None,
+    feedback: Feedback | None = None,
 ) -> Iterator[np.ndarray]:
-    """Continue one prompt, yielding each normalized concept [D] as soon as it exists.
+    """Continue one prompt, yielding each normalized concept [D] as soon as it exists (with a
+    :class:`Feedback`, the concept fed back; its sentence is the feedback's latest).
 
     Same stop criteria and results as :func:`generate_continuations` for this prompt.
     """
@@ -187,7 +209,8 @@ def stream_continuation(
     stop_unit = _stop_unit(stop, int(model.concept_dim))
     graphdef, weights = nnx.split(model)
     previous = _unit(prompt[-1:])
-    for now in _concept_steps(graphdef, weights, [prompt], config):
+    step_feedback = None if feedback is None else (lambda predicted: feedback(predicted)[0])
+    for now in _concept_steps(graphdef, weights, [prompt], config, step_feedback):
         unit = _unit(now)
         if _stop_reason(unit[0], previous[0], stop_unit, config) is not None:
             return
@@ -221,8 +244,10 @@ def _concept_steps(
     weights: nnx.State,
     prompts: list[np.ndarray],
     config: GenerationConfig,
+    feedback: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield the next concept of every prompt, ``[len(prompts), D]``, up to max_sentences."""
+    """Yield the next concept of every prompt, ``[len(prompts), D]``, up to max_sentences;
+    ``feedback`` (if any) maps the predictions to what is yielded and fed back."""
     n, dim = len(prompts), prompts[0].shape[1]
     rows = 1 << (n - 1).bit_length()  # a power of two: few batch shapes to compile
     width = _round_up(max(len(p) for p in prompts), LENGTH_BUCKET)
@@ -233,12 +258,20 @@ def _concept_steps(
         p = prompts[r] if r < n else prompts[0]  # filler rows repeat a real prompt
         padded[r, width - len(p) :] = p
         first[r] = width - len(p)
-    start, step = compiled_steps(graphdef, config.sampling_options(), max_len)
+    options = config.sampling_options()
+    start, step = compiled_steps(graphdef, options, max_len)
     state = start(weights, jnp.asarray(padded), jnp.asarray(first))
     keys = jnp.stack([jax.random.key(config.seed)] * rows)  # same stream for every document
+    if feedback is None:
+        for _ in range(config.max_sentences):
+            concept, state = step(weights, state, keys)
+            yield np.asarray(concept)[:n]  # the one host transfer per generated sentence
+        return
+    predict, extend = compiled_feedback_steps(graphdef, options)
     for _ in range(config.max_sentences):
-        concept, state = step(weights, state, keys)
-        yield np.asarray(concept)[:n]  # the one host transfer per generated sentence
+        fed = np.asarray(feedback(np.asarray(predict(weights, state, keys))[:n]), np.float32)
+        state = extend(weights, state, jnp.asarray(np.concatenate([fed, padded[n:, -1]])))
+        yield fed
 
 
 def _generate_batch(
@@ -247,24 +280,44 @@ def _generate_batch(
     prompts: list[np.ndarray],
     config: GenerationConfig,
     stop_unit: np.ndarray | None,
+    feedback: Feedback | None = None,
 ) -> list[Continuation]:
     n, dim = len(prompts), prompts[0].shape[1]
     generated: list[list[np.ndarray]] = [[] for _ in range(n)]
+    texts: list[list[str]] = [[] for _ in range(n)]
     reasons: list[StopReason | None] = [None] * n
+    now_texts: dict[int, str] = {}
+    step_feedback = None
+    if feedback is not None:
+
+        def step_feedback(predicted: np.ndarray) -> np.ndarray:
+            # Finished documents are not decoded; their (ignored) context gets the prediction.
+            active = [r for r in range(n) if reasons[r] is None]
+            fed = predicted.copy()
+            vectors, sentences = feedback(predicted[active])
+            fed[active] = vectors
+            now_texts.clear()
+            now_texts.update(zip(active, sentences))
+            return fed
+
     previous = _unit(np.stack([p[-1] for p in prompts]))
-    for now in _concept_steps(graphdef, weights, prompts, config):
+    for now in _concept_steps(graphdef, weights, prompts, config, step_feedback):
         unit = _unit(now)
         for r in range(n):
             if reasons[r] is None:
                 reasons[r] = _stop_reason(unit[r], previous[r], stop_unit, config)
                 if reasons[r] is None:
                     generated[r].append(now[r])
+                    if feedback is not None:
+                        texts[r].append(now_texts[r])
         previous = unit
         if all(reason is not None for reason in reasons):
             break
     return [
         Continuation(
-            np.stack(g) if g else np.zeros((0, dim), np.float32), reason or "max_sentences"
+            np.stack(g) if g else np.zeros((0, dim), np.float32),
+            reason or "max_sentences",
+            tuple(t) if feedback is not None else None,
         )
-        for g, reason in zip(generated, reasons)
+        for g, t, reason in zip(generated, texts, reasons)
     ]

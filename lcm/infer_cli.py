@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lcm.cli import add_decoding_args, check_decoding_args, positive_int
+from lcm.cli import add_decoding_args, add_reencode_arg, check_decoding_args, positive_int
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -41,6 +41,7 @@ def _add_model_args(p: argparse.ArgumentParser, max_sentences: int) -> None:
     )
     p.add_argument("--no-repetition-stop", action="store_true", help="never stop on a repetition")
     add_decoding_args(p)
+    add_reencode_arg(p)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -59,7 +60,13 @@ def _pipeline(args: argparse.Namespace) -> Any:
 
     if args.model != "default" and is_token_lm(args.model):
         return _token_pipeline(args)
-    return Pipeline.load(args.model, codec=args.codec, beam_size=args.beam_size, rerank=args.rerank)
+    return Pipeline.load(
+        args.model,
+        codec=args.codec,
+        beam_size=args.beam_size,
+        rerank=args.rerank,
+        reencode=args.reencode,
+    )
 
 
 def _token_pipeline(args: argparse.Namespace) -> Any:
@@ -239,6 +246,7 @@ def eval_task_main(argv: Sequence[str]) -> int:
                 "max_sentences": max_sentences,
                 "options": _options(args),
                 "decoding": decoding_name(args.beam_size, args.rerank),  # as in eval-codec
+                "reencode": getattr(pipe, "reencode", None),  # resolved (None: no pipeline)
                 "results": results,
                 "samples": {
                     name: [{"id": ex.id, "output": o} for ex, o in zip(examples, outs)][:20]

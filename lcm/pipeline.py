@@ -14,6 +14,10 @@ normalizes them, lets the LCM continue (after a task marker concept for summariz
 see :mod:`lcm.data.tasks`) until the end-of-text concept, and decodes the generated concepts
 back into sentences.
 
+With ``reencode`` (the default of the families trained through the decoder), each generated
+concept is decoded at once and the encoding of its sentence, not the prediction, continues
+the context: the model then reads real sentences' concepts, as in training.
+
 Input rules: text must be ``str`` (bytes raise ``TypeError``: decode them first); an empty or
 whitespace-only text raises ``ValueError``; a text longer than the model's context is cut
 (with a ``UserWarning``): summarize and expand keep its first sentences, generate keeps the
@@ -72,6 +76,9 @@ class Pipeline:
         beam_size: How the codec decodes the generated concepts: 1 greedy, more beam search.
         rerank: Decode each concept into the beam whose encoding lies nearest to it (see
             ``Codec.decode``; needs ``beam_size > 1``).
+        reencode: Feed back the encoding of each generated concept's decoded sentence
+            instead of the concept (see the module docstring). None: the model family's
+            choice (``feeds_back_sentences``; on for the likelihood LCM, off otherwise).
 
     Raises:
         ValueError: The codec and the LCM live in different spaces, or bad decoding options.
@@ -85,6 +92,7 @@ class Pipeline:
         *,
         beam_size: int = 1,
         rerank: bool = False,
+        reencode: bool | None = None,
     ):
         from encoders.codec import check_decoding
 
@@ -105,6 +113,9 @@ class Pipeline:
         # to the end-of-text sentence (or repeats the previous sentence): their predictions
         # need not lie near the end-of-text concept, nor far from each other, by cosine.
         self._text_stops = bool(getattr(lcm.model, "stops_on_decoded_text", False))
+        if reencode is None:
+            reencode = bool(getattr(lcm.model, "feeds_back_sentences", False))
+        self.reencode = reencode
 
     @classmethod
     def load(
@@ -115,6 +126,7 @@ class Pipeline:
         generation: GenerationConfig | None = None,
         beam_size: int = 1,
         rerank: bool = False,
+        reencode: bool | None = None,
     ) -> Pipeline:
         """Open the shipped pipeline (``"default"``) or an LCM model directory.
 
@@ -125,6 +137,7 @@ class Pipeline:
             generation: Default generation options.
             beam_size: How concepts are decoded (see :class:`Pipeline`).
             rerank: Rerank the beams by their encodings (see :class:`Pipeline`).
+            reencode: Feed back the decoded sentences' encodings (see :class:`Pipeline`).
 
         Raises:
             FileNotFoundError: The model (or codec) is missing.
@@ -145,7 +158,14 @@ class Pipeline:
         lcm = load_lcm(path)
         if codec is None:
             codec = path / CODEC_SUBDIR if (path / CODEC_SUBDIR).is_dir() else "default"
-        return cls(encoders.load(codec), lcm, generation, beam_size=beam_size, rerank=rerank)
+        return cls(
+            encoders.load(codec),
+            lcm,
+            generation,
+            beam_size=beam_size,
+            rerank=rerank,
+            reencode=reencode,
+        )
 
     # -- public API -------------------------------------------------------------------------
 
@@ -185,7 +205,10 @@ class Pipeline:
             )
             sentences = sentences[-room:]
         prompt = self._normalized(self.codec.encode(sentences))
-        return self._decode(generate_continuations(self.lcm.model, [prompt], config, self._eot))[0]
+        continuations = generate_continuations(
+            self.lcm.model, [prompt], config, self._eot, self._feedback()
+        )
+        return self._decode(continuations)[0]
 
     def stream(
         self, task: str, text: str, max_sentences: int = 12, **options: Any
@@ -197,18 +220,22 @@ class Pipeline:
         """
         config = self._config(max_sentences, options)
         (prompt,) = self._task_prompts(task, [text], max_sentences)
-        previous = None
-        for concept in stream_continuation(self.lcm.model, prompt, config, self._eot):
-            vector = self.lcm.normalizer.denormalize(concept[None])
-            sentence = self.decode(np.asarray(vector, np.float32))[0]
+        history: list[str] = []  # what was yielded: the text stops look at all of it
+        feedback = self._feedback()
+        for concept in stream_continuation(self.lcm.model, prompt, config, self._eot, feedback):
+            if feedback is not None:
+                sentence = feedback.sentences[0]
+            else:
+                vector = self.lcm.normalizer.denormalize(concept[None])
+                sentence = self.decode(np.asarray(vector, np.float32))[0]
             if self._text_stops:
-                kept = self._until_text_stop([sentence], previous)
-                if not kept:
+                kept = self._until_text_stop([*history, sentence])
+                if len(kept) == len(history):
                     return
-                if kept[0] != sentence:  # the end-of-text sentence was decoded inside it
-                    yield kept[0]
+                if kept[-1] != sentence:  # the end-of-text sentence was decoded inside it
+                    yield kept[-1]
                     return
-                previous = sentence
+                history.append(sentence)
             yield sentence
 
     def summarize_many(
@@ -234,9 +261,14 @@ class Pipeline:
     def _config(self, max_sentences: int, options: dict[str, Any]) -> GenerationConfig:
         max_sentences = check_max_sentences(max_sentences)
         config = dataclasses.replace(self.generation, max_sentences=max_sentences, **options)
-        if self._text_stops:  # see __init__: the decoded text decides (_until_text_stop)
+        if self._text_stops and not self.reencode:
+            # See __init__: the predictions' cosines mean little, the decoded text decides
+            # (_until_text_stop). Re-encoded sentences are real concepts: their cosines hold.
             config = dataclasses.replace(config, stop_threshold=1.0, repetition_threshold=None)
         return config
+
+    def _feedback(self) -> _Reencoder | None:
+        return _Reencoder(self) if self.reencode else None
 
     def _until_text_stop(self, sentences: list[str], previous: str | None = None) -> list[str]:
         """``sentences`` up to the first that is (or ends in) the end-of-text sentence, or
@@ -312,17 +344,41 @@ class Pipeline:
     ) -> list[str]:
         config = self._config(max_sentences, options)
         prompts = self._task_prompts(task, texts, max_sentences)
-        continuations = generate_continuations(self.lcm.model, prompts, config, self._eot)
+        continuations = generate_continuations(
+            self.lcm.model, prompts, config, self._eot, self._feedback()
+        )
         return [" ".join(sents) for sents in self._decode(continuations)]
 
     def _decode(self, continuations: list[Continuation]) -> list[list[str]]:
         """The sentences of each continuation (one codec call for all of them)."""
-        vectors = [self.lcm.normalizer.denormalize(c.concepts) for c in continuations]
-        flat = [v for vs in vectors for v in vs]
-        texts = self.decode(np.stack(flat)) if flat else []
-        out, start = [], 0
-        for vs in vectors:
-            sentences = list(texts[start : start + len(vs)])
-            out.append(self._until_text_stop(sentences) if self._text_stops else sentences)
-            start += len(vs)
-        return out
+        if all(c.sentences is not None for c in continuations):  # decoded while generating
+            decoded = [list(c.sentences) for c in continuations]
+        else:
+            vectors = [self.lcm.normalizer.denormalize(c.concepts) for c in continuations]
+            flat = [v for vs in vectors for v in vs]
+            texts = self.decode(np.stack(flat)) if flat else []
+            decoded, start = [], 0
+            for vs in vectors:
+                decoded.append(list(texts[start : start + len(vs)]))
+                start += len(vs)
+        return [self._until_text_stop(s) if self._text_stops else s for s in decoded]
+
+
+class _Reencoder:
+    """The pipeline's :class:`lcm.generate.Feedback`: decode the predicted concepts, encode
+    the sentences. A prediction that decodes to nothing is fed back as it is (no sentence
+    encodes to it). ``sentences`` holds the latest call's sentences."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.sentences: list[str] = []
+
+    def __call__(self, concepts: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        pipe = self.pipeline
+        vectors = np.asarray(pipe.lcm.normalizer.denormalize(concepts), np.float32)
+        self.sentences = pipe.decode(vectors) if len(vectors) else []
+        fed = np.array(concepts, np.float32)
+        rows = [i for i, s in enumerate(self.sentences) if s.strip()]
+        if rows:
+            fed[rows] = pipe._normalized(pipe.codec.encode([self.sentences[i] for i in rows]))
+        return fed, list(self.sentences)

@@ -106,3 +106,52 @@ def test_streaming_yields_the_batch_result_one_concept_at_a_time(codebooks) -> N
     np.testing.assert_allclose(np.stack(streamed), whole.concepts, rtol=1e-5, atol=1e-5)
     stop = whole.concepts[1]
     assert len(list(stream_continuation(model, doc, CONFIG, stop=stop))) == 1
+
+
+class RecordingFeedback:
+    """Feeds back fixed vectors (a stop vector for document 0 at its third step) and records
+    what it was called with: the generator's predictions for the unfinished documents."""
+
+    def __init__(self, stop: np.ndarray):
+        self.calls: list[np.ndarray] = []
+        self.stop = stop
+        self.rng = np.random.default_rng(5)
+
+    def __call__(self, concepts: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        self.calls.append(concepts.copy())
+        fed = self.rng.normal(size=concepts.shape).astype(np.float32)
+        if len(self.calls) == 3:
+            fed[0] = self.stop
+        return fed, [f"step {len(self.calls)} row {r}" for r in range(len(concepts))]
+
+
+@pytest.mark.parametrize("family", ["base_lcm", "quant_lcm_d"])
+def test_feedback_replaces_what_the_model_reads(family: str, codebooks) -> None:
+    model = random_model(lambda: make(family, codebooks), codebooks)
+    docs = prompts([2, 5])
+    config = dataclasses.replace(CONFIG, max_sentences=4)
+    # Feeding back the predictions themselves is generation without feedback.
+    plain = generate_continuations(model, docs, config)
+    same = generate_continuations(model, docs, config, feedback=lambda c: (c, [""] * len(c)))
+    for a, b in zip(plain, same):
+        np.testing.assert_allclose(a.concepts, b.concepts, rtol=1e-5, atol=1e-5)
+    stop = np.random.default_rng(9).normal(size=D).astype(np.float32)
+    feedback = RecordingFeedback(stop)
+    out = generate_continuations(model, docs, config, stop=stop, feedback=feedback)
+    # Document 0 ends at the fed-back stop vector; later calls see document 1 only.
+    assert [len(c) for c in feedback.calls] == [2, 2, 2, 1]
+    assert out[0].stop_reason == "eot" and len(out[0].concepts) == 2
+    assert out[0].sentences == ("step 1 row 0", "step 2 row 0")
+    assert out[1].sentences == ("step 1 row 1", "step 2 row 1", "step 3 row 1", "step 4 row 0")
+    # The model read the fed-back vectors: each prediction is what a fresh generation from
+    # the prompt plus the vectors fed back so far predicts first (same seed, same position
+    # for the deterministic base_lcm; the sampled family is checked for determinism only).
+    if family == "base_lcm":
+        for k in range(1, 4):
+            context = np.concatenate([docs[1], out[1].concepts[:k]])
+            (fresh,) = generate_continuations(
+                model, [context], dataclasses.replace(config, max_sentences=1)
+            )
+            np.testing.assert_allclose(feedback.calls[k][-1], fresh.concepts[0], atol=1e-4)
+    again = generate_continuations(model, docs, config, stop=stop, feedback=RecordingFeedback(stop))
+    np.testing.assert_array_equal(again[1].concepts, out[1].concepts)

@@ -225,7 +225,7 @@ def test_the_pipeline_stops_a_likelihood_lcm_on_the_decoded_text(
 
     cfg, trained, _ = load_trained_model(tiny_run)
     get_task("likelihood_lcm").export(trained, cfg.model, cfg.data, str(tmp_path / "model"))
-    pipe = Pipeline(overfitted_codec(), load_lcm(tmp_path / "model"))
+    pipe = Pipeline(overfitted_codec(), load_lcm(tmp_path / "model"), reencode=False)
     assert pipe._text_stops and pipe._config(3, {}).repetition_threshold is None
     cut = pipe._until_text_stop
     a, b = "The cat sat on the mat.", "Install the package with pip."
@@ -249,3 +249,36 @@ def test_init_from_a_directory_without_the_decoder_keeps_the_codecs(
     weights = flat_weights(model)
     for name, value in flat_weights(overfitted_codec().model.decoder).items():
         assert np.array_equal(weights[f"scorer/decoder/{name}"], value), name
+
+
+def test_the_pipeline_feeds_a_likelihood_lcm_the_encodings_of_its_sentences(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    from lcm.generate import GenerationConfig, generate_continuations
+    from lcm.pipeline import Pipeline
+
+    cfg, trained, _ = load_trained_model(tiny_run)
+    get_task("likelihood_lcm").export(trained, cfg.model, cfg.data, str(tmp_path / "model"))
+    codec, lcm = overfitted_codec(), load_lcm(tmp_path / "model")
+    pipe = Pipeline(codec, lcm)
+    assert pipe.reencode  # the family's default; the cosine stops hold on real concepts
+    assert pipe._config(3, {}).repetition_threshold == GenerationConfig().repetition_threshold
+    # Reference, written out: predict, decode, encode, append; three times.
+    norm = lcm.normalizer
+    context = np.asarray(norm.normalize(codec.encode(MEMORIZED[:2])), np.float32)
+    once = GenerationConfig(max_sentences=1, stop_threshold=1.0, repetition_threshold=None)
+    want = []
+    for _ in range(3):
+        (step,) = generate_continuations(lcm.model, [context], once)
+        (sentence,) = codec.decode(np.asarray(norm.denormalize(step.concepts), np.float32))
+        want.append(sentence)
+        encoded = np.asarray(norm.normalize(codec.encode([sentence])), np.float32)
+        context = np.concatenate([context, encoded])
+    got = pipe.generate(MEMORIZED[:2], 3, stop_threshold=1.0, repetition_threshold=None)
+    assert got == want
+    # Without re-encoding the model reads its own predictions, and the text differs.
+    plain = Pipeline(codec, lcm, reencode=False)
+    assert plain.generate(MEMORIZED[:2], 3) != want
+    # The stream yields what the batch call returns.
+    streamed = list(pipe.stream("expand", MEMORIZED[0], 4))
+    assert " ".join(streamed) == pipe.expand(MEMORIZED[0], 4)

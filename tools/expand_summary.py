@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from lcm.cli import add_decoding_args, check_decoding_args
+from lcm.cli import add_decoding_args, add_reencode_arg, check_decoding_args
 
 BUILT_IN = (
     "interactive viewer for large log files",
@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-sentences", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     add_decoding_args(parser)
+    add_reencode_arg(parser)
     args = parser.parse_args(argv)
     check_decoding_args(parser, args)
 
@@ -45,7 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         pipe = Pipeline.load(
-            args.model, codec=args.codec, beam_size=args.beam_size, rerank=args.rerank
+            args.model,
+            codec=args.codec,
+            beam_size=args.beam_size,
+            rerank=args.rerank,
+            reencode=args.reencode,
         )
     except (FileNotFoundError, ValueError) as e:
         print(f"expand_summary: error: {e}", file=sys.stderr)

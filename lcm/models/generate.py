@@ -54,6 +54,25 @@ def compiled_steps(
     return start, step
 
 
+@functools.lru_cache(maxsize=16)
+def compiled_feedback_steps(
+    graphdef: nnx.GraphDef, options: SamplingOptions
+) -> tuple[Callable[..., jax.Array], Callable[..., State]]:
+    """Jitted ``predict`` and ``extend``: a step split in two, so that the host can replace
+    the predicted concept before it enters the context (e.g. by re-encoding its decoded
+    sentence). The state of ``extend`` is donated, as in :func:`compiled_steps`."""
+
+    @jax.jit
+    def predict(weights: nnx.State, state: State, rng: jax.Array) -> jax.Array:
+        return nnx.merge(graphdef, weights).next_concept(state, rng, options)
+
+    @functools.partial(jax.jit, donate_argnums=1)
+    def extend(weights: nnx.State, state: State, concept: jax.Array) -> State:
+        return nnx.merge(graphdef, weights).extend(state, concept)
+
+    return predict, extend
+
+
 def generate(
     model: NextConceptModel,
     prompt: jax.Array,

@@ -87,8 +87,9 @@ class LikelihoodLCM(BaseLCM):
     Its predictions are trained to *decode* to the next sentence, not to lie near its
     concept: consecutive predictions can be close by cosine while decoding to different
     sentences, and the end of a text is a prediction that decodes to "End of text.". So the
-    pipeline stops a document on the decoded text (:attr:`stops_on_decoded_text`), not on
-    cosines to the end-of-text concept and to the previous concept.
+    pipeline decodes each prediction at once and feeds back the encoding of its sentence
+    (:attr:`feeds_back_sentences`, as SONAR-LLM generates); it also stops a document on the
+    decoded text (:attr:`stops_on_decoded_text`).
 
     Args:
         cfg: Model config.
@@ -107,6 +108,7 @@ class LikelihoodLCM(BaseLCM):
         super().__init__(cfg, concept_dim, rngs)
         self.mse_weight = cfg.mse_weight
         self.stops_on_decoded_text = True
+        self.feeds_back_sentences = True
         self.scorer = scorer
 
     def loss(self, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
