@@ -68,6 +68,11 @@ def _task_section(report: dict) -> list[str]:
     from lcm.eval.tasks import format_table
 
     head = f"{report['task']} on `{report['data']}` ({report['split']}, {report['items']} items)"
+    how = [f"decoding {report['decoding']}"] if report.get("decoding") else []
+    if report.get("reencode") is not None:
+        how.append("sentences re-encoded" if report["reencode"] else "predictions fed back")
+    if how:
+        head += f"; {', '.join(how)}"
     return [head, "", format_table(report["results"])]
 
 
