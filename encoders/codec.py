@@ -352,7 +352,7 @@ class Codec:
                 lies nearest (L2) to the vector, instead of the most probable one (needs
                 ``beam_size > 1``). Costs one encoding per beam, little next to decoding. On
                 the shipped codec's held-out sentences, round-trip BLEU is 62 greedy, 78 with
-                beam 8 and 80 with beam 16, reranked (README, "Decoding: beam search and
+                beam 8 and 80 with beam 16, reranked (docs/codec.md, "Decoding: beam search and
                 reranking").
 
         Returns:

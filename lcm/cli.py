@@ -1,7 +1,7 @@
 """The ``lcm`` command line: one entry point, one subcommand per job.
 
 Each subcommand lives beside the code it drives and is imported only when called, so
-``lcm --help`` answers instantly. A subcommand that a later issue fills in says so plainly.
+``lcm --help`` answers instantly.
 """
 
 from __future__ import annotations
@@ -15,77 +15,63 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-# name -> (one-line help, "module:function" taking argv and returning an exit code, or None
-# while not implemented, with the issue that brings it).
 DEBUG_ENV = "LCM_DEBUG"  # set to 1: errors show their traceback (as --debug)
-SUBCOMMANDS: dict[str, tuple[str, str | None, int | None]] = {
+# name -> (one-line help, "module:function" taking argv and returning an exit code).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": (
         "build corpora and Parquet sentence shards (see `lcm data -h`)",
         "lcm.data.cli:main",
-        None,
     ),
     "train": (
         "train any model from a YAML config with key=value overrides",
         "lcm.cli:train_main",
-        None,
     ),
     "export": (
         "write a model directory (what load() opens) from a training run",
         "lcm.cli:export_main",
-        None,
     ),
     "encode": (
         "encode text lines into concept vectors (.npy or Parquet)",
         "encoders.cli:encode_main",
-        None,
     ),
-    "decode": ("decode concept vectors back into sentences", "encoders.cli:decode_main", None),
+    "decode": ("decode concept vectors back into sentences", "encoders.cli:decode_main"),
     "eval": (
         "next-concept metrics (l2, l2-r, CA) of trained LCMs",
         "lcm.eval.cli:main",
-        None,
     ),
     "eval-codec": (
         "round-trip BLEU / exact match of a codec on held-out sentences",
         "encoders.evaluate:main",
-        None,
     ),
     "eval-rvq": (
         "decoder round trip of RVQ-quantized concepts per number of codebooks (Quant-LCM)",
         "lcm.eval.rvq:main",
-        None,
     ),
     "eval-task": (
         "summarization/expansion evaluation (ROUGE, OVL-3, REP-4) with baselines",
         "lcm.infer_cli:eval_task_main",
-        None,
     ),
     "summarize": (
         "summarize a document in embedding space",
         "lcm.infer_cli:summarize_main",
-        None,
     ),
-    "expand": ("expand a summary into a document", "lcm.infer_cli:expand_main", None),
+    "expand": ("expand a summary into a document", "lcm.infer_cli:expand_main"),
     "generate": (
         "continue a document sentence by sentence",
         "lcm.infer_cli:generate_main",
-        None,
     ),
     "launch": (
         "run a command as N local JAX processes (multi-host test)",
         "trainers.launch:main",
-        None,
     ),
-    "plot": ("draw loss and evaluation curves of a run", "lcm.plot:main", None),
+    "plot": ("draw loss and evaluation curves of a run", "lcm.plot:main"),
     "convert-sonar": (
         "convert SONAR text encoder/decoder checkpoints into a model directory",
         "encoders.sonar_convert:main",
-        None,
     ),
     "bench": (
         "benchmarks: train (JAX vs PyTorch, MFU), generate, codec, peak, startup",
         "lcm.cli:bench_main",
-        None,
     ),
 }
 
@@ -154,27 +140,9 @@ def check_decoding_args(parser: argparse.ArgumentParser, args: argparse.Namespac
         parser.error("--rerank chooses among beams: add --beam-size 2 or more (8 or 16 are best)")
 
 
-def _not_implemented(name: str, issue: int) -> Callable[[Sequence[str]], int]:
-    def run(argv: Sequence[str]) -> int:
-        del argv
-        print(f"lcm {name}: not implemented yet (planned in issue {issue})", file=sys.stderr)
-        return 2
-
-    return run
-
-
 def _resolve(name: str) -> Callable[[Sequence[str]], int]:
-    _, target, issue = SUBCOMMANDS[name]
-    if target is None:
-        return _not_implemented(name, issue or 0)
-    module_name, func = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name):
-            return _not_implemented(name, issue or 0)
-        raise
-    return getattr(module, func)
+    module_name, func = SUBCOMMANDS[name][1].split(":")
+    return getattr(importlib.import_module(module_name), func)
 
 
 def train_main(argv: Sequence[str]) -> int:
@@ -336,9 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"show the traceback of an error instead of one line (or set {DEBUG_ENV}=1)",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name, (help_text, _, issue) in SUBCOMMANDS.items():
-        suffix = f" [not implemented yet: issue {issue}]" if issue else ""
-        sub.add_parser(name, help=help_text + suffix, add_help=False)
+    for name, (help_text, _) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 

@@ -45,6 +45,7 @@ from lcm.models.protocols import SamplingOptions
 
 StopReason = Literal["eot", "repetition", "max_sentences"]
 LENGTH_BUCKET = 8
+_DDIM = DDIMConfig()  # the sampler's defaults are DDIMConfig's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,12 +71,12 @@ class GenerationConfig:
     max_sentences: int = 16
     stop_threshold: float = 0.9
     repetition_threshold: float | None = 0.9
-    steps: int = 40
-    guidance_scale: float = 3.0
-    guidance_rescale: float = 0.7
-    initial_noise_scale: float = 0.6
-    epsilon_scaling: float = 1.00045
-    eta: float = 0.0
+    steps: int = _DDIM.steps
+    guidance_scale: float = _DDIM.guidance_scale
+    guidance_rescale: float = _DDIM.guidance_rescale
+    initial_noise_scale: float = _DDIM.initial_noise_scale
+    epsilon_scaling: float = _DDIM.epsilon_scaling
+    eta: float = _DDIM.eta
     temperature: float = 1.0
     seed: int = 0
     batch_size: int = 32

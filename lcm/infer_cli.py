@@ -14,30 +14,102 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lcm.cli import add_decoding_args, add_reencode_arg, check_decoding_args, positive_int
+from lcm.cli import (
+    add_decoding_args,
+    add_reencode_arg,
+    check_decoding_args,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
+from lcm.generate import GenerationConfig
+from lcm.models.protocols import MAX_SENTENCES
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
-def _add_model_args(p: argparse.ArgumentParser, max_sentences: int) -> None:
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """How the sampled families draw each concept: one flag per knob, for every command that
+    generates (``lcm summarize/expand/generate/eval-task``, ``lcm eval``, the demo), with the
+    defaults of :class:`GenerationConfig` (hence of ``DDIMConfig``)."""
+    g = GenerationConfig
+    # flags (the first is the name; older spellings follow), type, metavar, help
+    knobs: list[tuple[tuple[str, ...], Any, str, str]] = [
+        (("--seed",), int, "N", "randomness of the sampled families"),
+        (("--steps", "--ddim-steps"), positive_int, "N", "diffusion denoising steps"),
+        (
+            ("--guidance-scale", "--guidance"),
+            float,
+            "W",
+            "classifier-free guidance weight of the diffusion families, 1 = none",
+        ),
+        (("--guidance-rescale",), non_negative_float, "F", "guidance rescale factor, 0 = off"),
+        (("--initial-noise-scale",), positive_float, "STD", "std of the starting noise"),
+        (("--epsilon-scaling",), positive_float, "F", "divide predicted noise by F, 1 = off"),
+        (("--eta",), non_negative_float, "ETA", "DDIM eta: 0 deterministic, 1 DDPM-like"),
+        (("--temperature",), non_negative_float, "T", "Quant-LCM unit sampling, 0 = greedy"),
+    ]
+    for flags, kind, metavar, text in knobs:
+        dest = flags[0][2:].replace("-", "_")
+        default = getattr(g, dest)
+        p.add_argument(
+            *flags,
+            dest=dest,
+            type=kind,
+            default=default,
+            metavar=metavar,
+            help=f"{text} (default {default})",
+        )
+
+
+SAMPLING_FIELDS = (
+    "seed",
+    "steps",
+    "guidance_scale",
+    "guidance_rescale",
+    "initial_noise_scale",
+    "epsilon_scaling",
+    "eta",
+    "temperature",
+)
+
+
+def sampling_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`GenerationConfig` fields that :func:`add_sampling_args` set."""
+    return {name: getattr(args, name) for name in SAMPLING_FIELDS}
+
+
+def _add_model_args(p: argparse.ArgumentParser, max_sentences: int | None) -> None:
+    g = GenerationConfig
     p.add_argument(
         "--model", default="default", help="'default' (shipped) or an LCM model directory"
     )
     p.add_argument(
         "--codec", default=None, help="codec directory (default: the model's own, or shipped)"
     )
-    p.add_argument("--max-sentences", type=positive_int, default=max_sentences, metavar="N")
-    p.add_argument("--seed", type=int, default=0, help="randomness of sampled models")
-    p.add_argument("--steps", type=int, default=40, help="diffusion denoising steps")
-    p.add_argument("--guidance", type=float, default=3.0, help="guidance scale (diffusion)")
     p.add_argument(
-        "--stop-threshold", type=float, default=0.9, help="cosine to end of text that stops"
+        "--max-sentences",
+        type=positive_int,
+        default=max_sentences,
+        metavar="N",
+        help="most sentences to write (default "
+        + (f"{max_sentences})" if max_sentences else "4 to summarize, 12 to expand)"),
+    )
+    add_sampling_args(p)
+    p.add_argument(
+        "--stop-threshold",
+        type=float,
+        metavar="COS",
+        default=g.stop_threshold,
+        help=f"cosine to end of text that stops (default {g.stop_threshold})",
     )
     p.add_argument(
         "--repetition-threshold",
         type=float,
-        default=0.9,
-        help="stop when a concept repeats the previous one this closely (cosine; default 0.9)",
+        metavar="COS",
+        default=g.repetition_threshold,
+        help="stop when a concept repeats the previous one this closely "
+        f"(cosine; default {g.repetition_threshold})",
     )
     p.add_argument("--no-repetition-stop", action="store_true", help="never stop on a repetition")
     add_decoding_args(p)
@@ -46,9 +118,7 @@ def _add_model_args(p: argparse.ArgumentParser, max_sentences: int) -> None:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "seed": args.seed,
-        "steps": args.steps,
-        "guidance_scale": args.guidance,
+        **sampling_fields(args),
         "stop_threshold": args.stop_threshold,
         "repetition_threshold": None if args.no_repetition_stop else args.repetition_threshold,
     }
@@ -103,13 +173,19 @@ def _run(prog: str, fn: Any) -> int:
         return EXIT_ERROR
 
 
-def summarize_main(argv: Sequence[str]) -> int:
-    """``lcm summarize FILE|-``: print a summary of the document."""
+def summarize_parser() -> argparse.ArgumentParser:
+    """The ``lcm summarize`` argument parser."""
     p = argparse.ArgumentParser(
         prog="lcm summarize", description="Summarize a document (UTF-8 text) in concept space."
     )
     p.add_argument("file", metavar="FILE", help="text file, or - for stdin")
-    _add_model_args(p, max_sentences=4)
+    _add_model_args(p, MAX_SENTENCES["summarize"])
+    return p
+
+
+def summarize_main(argv: Sequence[str]) -> int:
+    """``lcm summarize FILE|-``: print a summary of the document."""
+    p = summarize_parser()
     args = p.parse_args(argv)
     check_decoding_args(p, args)
 
@@ -122,13 +198,19 @@ def summarize_main(argv: Sequence[str]) -> int:
     return _run("lcm summarize", run)
 
 
-def expand_main(argv: Sequence[str]) -> int:
-    """``lcm expand "text"``: print a document expanding the summary."""
+def expand_parser() -> argparse.ArgumentParser:
+    """The ``lcm expand`` argument parser."""
     p = argparse.ArgumentParser(
         prog="lcm expand", description="Expand a summary into a document in concept space."
     )
     p.add_argument("summary", help="the summary text, or - to read it from stdin")
-    _add_model_args(p, max_sentences=8)
+    _add_model_args(p, MAX_SENTENCES["expand"])
+    return p
+
+
+def expand_main(argv: Sequence[str]) -> int:
+    """``lcm expand "text"``: print a document expanding the summary."""
+    p = expand_parser()
     args = p.parse_args(argv)
     check_decoding_args(p, args)
 
@@ -141,15 +223,21 @@ def expand_main(argv: Sequence[str]) -> int:
     return _run("lcm expand", run)
 
 
-def generate_main(argv: Sequence[str]) -> int:
-    """``lcm generate FILE|-``: continue a document, one new sentence per line."""
+def generate_parser() -> argparse.ArgumentParser:
+    """The ``lcm generate`` argument parser."""
     p = argparse.ArgumentParser(
         prog="lcm generate",
         description="Continue a document (UTF-8 text, segmented into sentences) in concept "
         "space; prints the new sentences, one per line.",
     )
     p.add_argument("file", metavar="FILE", help="text file, or - for stdin")
-    _add_model_args(p, max_sentences=8)
+    _add_model_args(p, MAX_SENTENCES["generate"])
+    return p
+
+
+def generate_main(argv: Sequence[str]) -> int:
+    """``lcm generate FILE|-``: continue a document, one new sentence per line."""
+    p = generate_parser()
     args = p.parse_args(argv)
     check_decoding_args(p, args)
 
@@ -167,8 +255,8 @@ def generate_main(argv: Sequence[str]) -> int:
     return _run("lcm generate", run)
 
 
-def eval_task_main(argv: Sequence[str]) -> int:
-    """``lcm eval-task``: ROUGE, OVL-3, REP-4 and length of the model and the baselines."""
+def eval_task_parser() -> argparse.ArgumentParser:
+    """The ``lcm eval-task`` argument parser."""
     p = argparse.ArgumentParser(
         prog="lcm eval-task",
         description="Evaluate summarization or summary expansion on a pairs file (or any "
@@ -186,7 +274,13 @@ def eval_task_main(argv: Sequence[str]) -> int:
     )
     p.add_argument("--json", default=None, metavar="OUT", help="also write the results here")
     p.add_argument("--samples", type=int, default=3, help="print this many model outputs")
-    _add_model_args(p, max_sentences=None)  # type: ignore[arg-type]
+    _add_model_args(p, None)  # None: the task's own (MAX_SENTENCES)
+    return p
+
+
+def eval_task_main(argv: Sequence[str]) -> int:
+    """``lcm eval-task``: ROUGE, OVL-3, REP-4 and length of the model and the baselines."""
+    p = eval_task_parser()
     args = p.parse_args(argv)
     check_decoding_args(p, args)
     for name in (s for s in args.systems.split(",") if s):
@@ -205,7 +299,7 @@ def eval_task_main(argv: Sequence[str]) -> int:
             split=None if args.split == "all" else args.split,
             limit=args.limit,
         )
-        max_sentences = args.max_sentences or (4 if args.task == "summarize" else 12)
+        max_sentences = args.max_sentences or MAX_SENTENCES[args.task]
         names = [s for s in args.systems.split(",") if s]
         pipe = None
         if any(n in ("model", "roundtrip") for n in names):

@@ -44,7 +44,13 @@ from lcm.generate import (
     stream_continuation,
 )
 from lcm.models.directory import LCMModel, load_lcm
-from lcm.models.protocols import check_max_sentences
+from lcm.models.protocols import (
+    EXPAND_SENTENCES,
+    GENERATE_SENTENCES,
+    MAX_SENTENCES,
+    SUMMARIZE_SENTENCES,
+    check_max_sentences,
+)
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 CODEC_SUBDIR = "codec"  # an LCM directory may carry the codec it was trained with
@@ -169,7 +175,9 @@ class Pipeline:
 
     # -- public API -------------------------------------------------------------------------
 
-    def summarize(self, document: str, max_sentences: int = 4, **options: Any) -> str:
+    def summarize(
+        self, document: str, max_sentences: int = SUMMARIZE_SENTENCES, **options: Any
+    ) -> str:
         """A summary of ``document``: its sentences, the summary marker, then generation.
 
         Args:
@@ -179,11 +187,13 @@ class Pipeline:
         """
         return self.summarize_many([document], max_sentences, **options)[0]
 
-    def expand(self, summary: str, max_sentences: int = 12, **options: Any) -> str:
+    def expand(self, summary: str, max_sentences: int = EXPAND_SENTENCES, **options: Any) -> str:
         """A document expanding ``summary`` (one or a few sentences)."""
         return self.expand_many([summary], max_sentences, **options)[0]
 
-    def generate(self, prefix: Sequence[str], max_sentences: int = 8, **options: Any) -> list[str]:
+    def generate(
+        self, prefix: Sequence[str], max_sentences: int = GENERATE_SENTENCES, **options: Any
+    ) -> list[str]:
         """Continue a document given as its sentences; returns the new sentences only.
 
         Raises:
@@ -211,13 +221,15 @@ class Pipeline:
         return self._decode(continuations)[0]
 
     def stream(
-        self, task: str, text: str, max_sentences: int = 12, **options: Any
+        self, task: str, text: str, max_sentences: int | None = None, **options: Any
     ) -> Iterator[str]:
         """Run ``task`` ("summarize" or "expand") on ``text``, one sentence at a time.
 
         Each sentence is yielded as soon as it is generated and decoded; together they are
-        what :meth:`summarize` / :meth:`expand` return.
+        what :meth:`summarize` / :meth:`expand` return (``max_sentences``: theirs by default).
         """
+        if max_sentences is None:
+            max_sentences = MAX_SENTENCES.get(task, EXPAND_SENTENCES)  # _task_prompts checks
         config = self._config(max_sentences, options)
         (prompt,) = self._task_prompts(task, [text], max_sentences)
         history: list[str] = []  # what was yielded: the text stops look at all of it
@@ -239,13 +251,13 @@ class Pipeline:
             yield sentence
 
     def summarize_many(
-        self, documents: Sequence[str], max_sentences: int = 4, **options: Any
+        self, documents: Sequence[str], max_sentences: int = SUMMARIZE_SENTENCES, **options: Any
     ) -> list[str]:
         """:meth:`summarize` for several documents, generated together in batches."""
         return self._task("summarize", documents, max_sentences, options)
 
     def expand_many(
-        self, summaries: Sequence[str], max_sentences: int = 12, **options: Any
+        self, summaries: Sequence[str], max_sentences: int = EXPAND_SENTENCES, **options: Any
     ) -> list[str]:
         """:meth:`expand` for several summaries, generated together in batches."""
         return self._task("expand", summaries, max_sentences, options)

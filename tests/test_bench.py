@@ -178,7 +178,7 @@ def test_torch_peer_matches_jax(config: str) -> None:
 
 def test_perf_parts_report(tmp_path: Path) -> None:
     """``all --quick`` on the tiny configs and the tiny codec: every part reports, the JSON
-    has the fields the README table is made of, and the goals are evaluated."""
+    has the fields the tables of docs/performance.md are made of, and the goals are evaluated."""
     from codec_fixtures import prepared_data
 
     out = tmp_path / "bench.json"

@@ -156,7 +156,13 @@ def test_sampler_with_an_oracle_returns_its_target(prediction: str, eta: float) 
         eps = (x_t - jnp.sqrt(ab[t]) * target) / jnp.sqrt(1 - ab[t])
         return v_from_x0_epsilon(target, eps, ab[t])
 
-    sampler = DDIMSampler(sched, DDIMConfig(steps=10, eta=eta), prediction)
+    sampler = DDIMSampler(
+        sched,
+        DDIMConfig(
+            steps=10, eta=eta, guidance_scale=1.0, guidance_rescale=0.0, epsilon_scaling=1.0
+        ),
+        prediction,
+    )
     keys = jax.random.split(jax.random.key(2), 5)
     np.testing.assert_allclose(sampler(oracle, None, keys, 8), target, atol=1e-4)
 
@@ -166,7 +172,9 @@ def test_guided_sampler_interpolates_clean_estimates() -> None:
     sched = discretize(ScheduleConfig())
     c = jax.random.normal(jax.random.key(3), (4, 6))
     u = jax.random.normal(jax.random.key(4), (4, 6))
-    sampler = DDIMSampler(sched, DDIMConfig(steps=8, guidance_scale=2.5), "x0")
+    sampler = DDIMSampler(
+        sched, DDIMConfig(steps=8, guidance_scale=2.5, guidance_rescale=0.0), "x0"
+    )
     out = sampler(lambda x, t: c, lambda x, t: u, jax.random.split(jax.random.key(5), 4), 6)
     np.testing.assert_allclose(out, u + 2.5 * (c - u), atol=1e-4)
 
@@ -177,11 +185,18 @@ def test_sampler_options_are_honoured() -> None:
     with pytest.raises(ValueError, match="unconditional"):
         DDIMSampler(sched, DDIMConfig(guidance_scale=2.0))(lambda x, t: x, None, keys, 4)
     with pytest.raises(ValueError, match="epsilon-predicting"):
-        DDIMSampler(sched, DDIMConfig(), "epsilon")(lambda x, t: x, None, keys, 4)
+        DDIMSampler(sched, DDIMConfig(guidance_scale=1.0), "epsilon")(lambda x, t: x, None, keys, 4)
     # One step of a denoiser that returns its input gives back the initial noise.
     identity = lambda x, t: x  # noqa: E731
     for scale, clip in ((0.5, 100.0), (1.0, 0.1)):
-        cfg = DDIMConfig(steps=1, initial_noise_scale=scale, clip_noise=clip)
+        cfg = DDIMConfig(
+            steps=1,
+            initial_noise_scale=scale,
+            clip_noise=clip,
+            guidance_scale=1.0,
+            guidance_rescale=0.0,
+            epsilon_scaling=1.0,
+        )
         want = jnp.clip(normal_from_keys(keys, 4, 0) * scale, -clip, clip)
         np.testing.assert_allclose(DDIMSampler(sched, cfg)(identity, None, keys, 4), want)
 

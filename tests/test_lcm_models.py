@@ -41,7 +41,14 @@ VARIANTS = ["base_lcm", "two_tower", "one_tower", "quant_lcm_d", "quant_lcm_c"]
 NETWORKS = [*VARIANTS, "likelihood_lcm"]
 # Guidance, guidance rescale and stochastic DDIM steps all on: the hardest case to match.
 OPTIONS = SamplingOptions(
-    ddim=DDIMConfig(steps=4, eta=0.7, guidance_scale=1.5, guidance_rescale=0.5),
+    ddim=DDIMConfig(
+        steps=4,
+        eta=0.7,
+        guidance_scale=1.5,
+        guidance_rescale=0.5,
+        initial_noise_scale=1.0,
+        epsilon_scaling=1.0,
+    ),
     temperature=1.0,
 )
 

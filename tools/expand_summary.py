@@ -16,7 +16,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from lcm.cli import add_decoding_args, add_reencode_arg, check_decoding_args
+from lcm.cli import add_decoding_args, add_reencode_arg, check_decoding_args, positive_int
+from lcm.infer_cli import add_sampling_args, sampling_fields
+from lcm.models.protocols import EXPAND_SENTENCES
 
 BUILT_IN = (
     "interactive viewer for large log files",
@@ -26,18 +28,24 @@ BUILT_IN = (
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; returns the exit code."""
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's argument parser."""
     parser = argparse.ArgumentParser(
         prog="expand_summary", description="Expand summaries into documents with an LCM."
     )
     parser.add_argument("summaries", nargs="*", help="summaries (default: a few built-in ones)")
     parser.add_argument("--model", default="default", help="LCM model directory or 'default'")
     parser.add_argument("--codec", default=None, help="codec directory (default: the model's)")
-    parser.add_argument("--max-sentences", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-sentences", type=positive_int, default=EXPAND_SENTENCES, metavar="N")
+    add_sampling_args(parser)
     add_decoding_args(parser)
     add_reencode_arg(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; returns the exit code."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     check_decoding_args(parser, args)
 
@@ -62,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n== {summary}")
         start = last = time.perf_counter()
         sentences = 0
-        for sentence in pipe.stream("expand", summary, args.max_sentences, seed=args.seed):
+        for sentence in pipe.stream("expand", summary, args.max_sentences, **sampling_fields(args)):
             now = time.perf_counter()
             print(f"  [{now - last:5.2f}s] {sentence}")
             last, sentences = now, sentences + 1

@@ -1,7 +1,7 @@
 """Reference outputs of the real SONAR (sonar-space + fairseq2) for the parity tests.
 
-Run with the Python of a venv that has ``sonar-space`` and ``fairseq2`` (see README.md,
-"SONAR space"; ``tools/setup_sonar_venv.sh`` builds one). fairseq2's native library
+Run with the Python of a venv that has ``sonar-space`` and ``fairseq2`` (see docs/sonar.md,
+"Parity tests"; ``tools/setup_sonar_venv.sh`` builds one). fairseq2's native library
 ``fairseq2n`` is not needed: a stand-in package that only says ``DOC_MODE = True`` is put
 first on ``sys.path``, which lets ``import fairseq2, sonar`` work in pure Python (models and
 generation are plain torch; only the data pipeline and the SentencePiece bindings are

@@ -14,6 +14,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
+
+import encoders
+from lcm.data.concepts import RowTable, build_rows, concept_normalizer, load_concepts
+from lcm.eval.next_concept import evaluate_next_concept
+from lcm.generate import GenerationConfig
+from lcm.infer_cli import add_sampling_args, sampling_fields
+from trainers.checkpoint import CheckpointError
+from trainers.state import load_trained_model
+
 _PROG = "lcm eval"
 
 
@@ -28,12 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=256, help="document pieces (rows) to score")
     p.add_argument("--batch-rows", type=int, default=16, help="rows per pass (and CA batch)")
     p.add_argument("--codec", default=None, help="codec for l2-r ('default' or a directory)")
-    p.add_argument("--ddim-steps", type=int, default=40, help="diffusion sampling steps")
-    p.add_argument("--guidance-scale", type=float, default=1.0)
-    p.add_argument("--guidance-rescale", type=float, default=0.0)
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
-    p.add_argument("--temperature", type=float, default=1.0, help="Quant-LCM (0 = greedy)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    add_sampling_args(p)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the scores here")
     return p
 
@@ -49,28 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
 
-    import jax
-
-    from lcm.data.concepts import RowTable, build_rows, concept_normalizer, load_concepts
-    from lcm.eval.next_concept import evaluate_next_concept
-    from lcm.models.diffusion.ddim import DDIMConfig
-    from lcm.models.protocols import SamplingOptions
-    from trainers.checkpoint import CheckpointError
-    from trainers.state import load_trained_model
-
-    options = SamplingOptions(
-        ddim=DDIMConfig(
-            steps=args.ddim_steps,
-            eta=args.eta,
-            guidance_scale=args.guidance_scale,
-            guidance_rescale=args.guidance_rescale,
-        ),
-        temperature=args.temperature,
-    )
+    options = GenerationConfig(**sampling_fields(args)).sampling_options()
     codec = None
     if args.codec is not None:
-        import encoders
-
         codec = encoders.load(args.codec)
     results = []
     for run in args.runs:

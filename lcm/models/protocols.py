@@ -79,6 +79,16 @@ class NextConceptModel(Protocol):
         ...
 
 
+# Most sentences written per call, by job: the one default of the library, the command line
+# and the demo.
+SUMMARIZE_SENTENCES, EXPAND_SENTENCES, GENERATE_SENTENCES = 4, 12, 8
+MAX_SENTENCES = {
+    "summarize": SUMMARIZE_SENTENCES,
+    "expand": EXPAND_SENTENCES,
+    "generate": GENERATE_SENTENCES,
+}
+
+
 def check_max_sentences(value: object) -> int:
     """``value`` as the number of sentences to generate: a whole number >= 1.
 

@@ -29,7 +29,12 @@ from lcm.io import write_bytes_atomic
 from lcm.models.common import causal_segment_mask, masked_mean
 from lcm.models.config import TransformerConfig
 from lcm.models.layers import causal_transformer
-from lcm.models.protocols import check_max_sentences
+from lcm.models.protocols import (
+    EXPAND_SENTENCES,
+    GENERATE_SENTENCES,
+    SUMMARIZE_SENTENCES,
+    check_max_sentences,
+)
 from lcm.nn import TokenEmbedding
 from lcm.nn.weights import build_with_weights, load_weights, save_weights
 
@@ -193,25 +198,31 @@ class TokenLMPipeline:
                 out.append(" ".join(text_sentences(text)[:max_sentences]) if text else "")
         return out
 
-    def summarize(self, document: str, max_sentences: int = 4, **_: Any) -> str:
+    def summarize(self, document: str, max_sentences: int = SUMMARIZE_SENTENCES, **_: Any) -> str:
         """A summary of ``document`` (greedy)."""
         return self._run([document], "summarize", max_sentences)[0]
 
-    def expand(self, summary: str, max_sentences: int = 12, **_: Any) -> str:
+    def expand(self, summary: str, max_sentences: int = EXPAND_SENTENCES, **_: Any) -> str:
         """A document expanding ``summary`` (greedy)."""
         return self._run([summary], "expand", max_sentences)[0]
 
-    def generate(self, prefix: Sequence[str], max_sentences: int = 8, **_: Any) -> list[str]:
+    def generate(
+        self, prefix: Sequence[str], max_sentences: int = GENERATE_SENTENCES, **_: Any
+    ) -> list[str]:
         """The sentences that continue ``prefix`` (greedy, plain text)."""
         from lcm.data.segment import text_sentences
 
         return text_sentences(self._run([" ".join(prefix)], None, max_sentences)[0])
 
-    def summarize_many(self, documents: Sequence[str], max_sentences: int = 4, **_: Any) -> list:
+    def summarize_many(
+        self, documents: Sequence[str], max_sentences: int = SUMMARIZE_SENTENCES, **_: Any
+    ) -> list:
         """Summaries of ``documents`` (sampling options of LCMs do not apply: greedy)."""
         return self._run(documents, "summarize", max_sentences)
 
-    def expand_many(self, summaries: Sequence[str], max_sentences: int = 12, **_: Any) -> list:
+    def expand_many(
+        self, summaries: Sequence[str], max_sentences: int = EXPAND_SENTENCES, **_: Any
+    ) -> list:
         """Documents expanding ``summaries`` (greedy)."""
         return self._run(summaries, "expand", max_sentences)
 

@@ -41,12 +41,14 @@ class DDIMConfig:
         clip_noise: Clip the latents to ``[-clip_noise, clip_noise]`` after each step.
     """
 
+    # The inference settings the LCM paper uses for its diffusion LCMs, and the only defaults
+    # of these knobs: GenerationConfig and every command line read them from here.
     steps: int = 40
     eta: float = 0.0
-    guidance_scale: float = 1.0
-    guidance_rescale: float = 0.0
-    initial_noise_scale: float = 1.0
-    epsilon_scaling: float = 1.0
+    guidance_scale: float = 3.0
+    guidance_rescale: float = 0.7
+    initial_noise_scale: float = 0.6
+    epsilon_scaling: float = 1.00045
     clip_noise: float = 100.0
 
     def __post_init__(self) -> None:
