@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+import encoders
+from encoders.codec import check_decoding
 from lcm.data.segment import text_sentences
 from lcm.eval.tasks import ngrams, words
 from lcm.generate import (
@@ -100,8 +102,6 @@ class Pipeline:
         rerank: bool = False,
         reencode: bool | None = None,
     ):
-        from encoders.codec import check_decoding
-
         check_decoding(beam_size, rerank)
         if codec.dim != lcm.config.concept_dim:
             raise ValueError(
@@ -148,9 +148,6 @@ class Pipeline:
         Raises:
             FileNotFoundError: The model (or codec) is missing.
         """
-        import encoders
-        from encoders.codec import check_decoding
-
         check_decoding(beam_size, rerank)  # before anything is loaded
         if str(name_or_path) == "default":
             if not (DEFAULT_DIR / "config.yaml").is_file():

@@ -9,15 +9,15 @@ import sys
 from conftest import REPO
 
 from lcm.cli import SUBCOMMANDS, main
-from lcm.eval.cli import build_parser as eval_parser
-from lcm.generate import GenerationConfig
-from lcm.infer_cli import (
+from lcm.cli.eval import build_parser as eval_parser
+from lcm.cli.infer import (
     SAMPLING_FIELDS,
     eval_task_parser,
     expand_parser,
     generate_parser,
     summarize_parser,
 )
+from lcm.generate import GenerationConfig
 from lcm.models.diffusion.ddim import DDIMConfig
 from lcm.pipeline import Pipeline
 

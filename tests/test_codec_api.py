@@ -14,7 +14,6 @@ from codec_fixtures import MEMORIZED, overfitted_codec, prepared_data
 
 import encoders
 from encoders import codec as codec_module
-from encoders.cli import decode_main, encode_main
 from encoders.codec import Codec, closest_candidates
 from encoders.config import CodecDataConfig
 from encoders.generate import (
@@ -26,6 +25,7 @@ from encoders.generate import (
 )
 from encoders.tokenizer import BOS_ID, PAD_ID
 from encoders.train import TASK
+from lcm.cli.codec import decode_main, encode_main
 from lcm.config import ConfigError
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from codec_fixtures import MEMORIZED, overfitted_codec
 
-from encoders.evaluate import add_relative_noise, evaluate_codec, load_heldout, main, score
+from encoders.evaluate import add_relative_noise, evaluate_codec, load_heldout, score
+from lcm.cli.codec import eval_codec_main as main
 
 
 def test_relative_noise_has_the_requested_norm() -> None:

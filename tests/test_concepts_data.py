@@ -12,8 +12,8 @@ import pytest
 from conftest import REPO
 from flax import nnx
 
-import lcm.data.cli as data_cli
-from lcm.data.cli import main as data_main
+import lcm.cli.data as data_cli
+from lcm.cli.data import main as data_main
 from lcm.data.concepts import (
     EOT_FILE,
     ConceptDataConfig,

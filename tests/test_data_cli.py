@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+from lcm.cli.data import main
 from lcm.data import read_shards
-from lcm.data.cli import main
 
 FIXTURES = REPO / "tests" / "fixtures"
 CORPUS = str(FIXTURES / "corpus_small.docs.jsonl.gz")

@@ -360,7 +360,7 @@ def test_trainer_step_with_remat_matches_the_plain_run(
 def test_eval_cli_scores_trained_runs(
     tiny_run: Callable[[str], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lcm.eval.cli import main as eval_main
+    from lcm.cli.eval import main as eval_main
 
     runs = [str(tiny_run("base_lcm")), str(tiny_run("two_tower"))]
     argv = [*runs, "--split", "all", "--max-rows", "16", "--ddim-steps", "4"]

@@ -27,7 +27,6 @@ from conftest import REPO
 from flax import nnx
 
 import encoders
-from encoders.cli import decode_main, encode_main
 from encoders.codec import Codec
 from encoders.config import CodecModelConfig
 from encoders.model import CodecModel
@@ -55,6 +54,7 @@ from encoders.sonar_convert import (
     main as convert_main,
 )
 from encoders.tokenizer import train_tokenizer
+from lcm.cli.codec import decode_main, encode_main
 from lcm.nn.weights import build_with_weights
 
 FIXTURES = REPO / "tests" / "fixtures"

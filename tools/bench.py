@@ -689,7 +689,7 @@ def concept_dim_of(cfg: TrainConfig) -> int:
     """D of a concept-model config (from the data; no data pass for the synthetic source)."""
     if cfg.data.source == "synthetic":
         return cfg.data.synthetic.dim
-    from trainers.lcm_tasks import concept_dim
+    from lcm.models.family import concept_dim
 
     return concept_dim(cfg.data)
 

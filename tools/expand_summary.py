@@ -16,8 +16,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from lcm.cli import add_decoding_args, add_reencode_arg, check_decoding_args, positive_int
-from lcm.infer_cli import add_sampling_args, sampling_fields
+from lcm.cli.args import add_decoding_args, add_reencode_arg, check_decoding_args, positive_int
+from lcm.cli.infer import add_sampling_args, sampling_fields
 from lcm.models.protocols import EXPAND_SENTENCES
 
 BUILT_IN = (

@@ -82,6 +82,9 @@ class Task:
             ``loss`` (derived by the trainer from ``fold_in(key, step)``).
         build_data: ``(data_cfg, model_cfg, ctx) -> BatchSource``.
         export: Optional ``(model, model_cfg, data_cfg, out_dir)`` writing a model directory.
+        build_network: Optional ``(model_cfg, dim, rngs) -> module``: the network alone, for
+            a data dimension ``dim``, whose variables a model directory's stored weights
+            replace (``lcm.models.directory.load_lcm``). None: the task has no such directory.
     """
 
     name: str
@@ -90,3 +93,4 @@ class Task:
     build_model: Callable[[Any, Any, nnx.Rngs], nnx.Module]
     build_data: Callable[[Any, Any, DataContext], BatchSource]
     export: Callable[[nnx.Module, Any, Any, str], None] | None = None
+    build_network: Callable[[Any, int, nnx.Rngs], nnx.Module] | None = None

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lcm.data.readers import read_documents
 from lcm.data.segment import text_sentences
 
 if TYPE_CHECKING:
@@ -88,7 +89,6 @@ def read_examples(
     Raises:
         ValueError: Unknown task, or no usable record.
     """
-    from lcm.data.readers import read_documents
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")

@@ -17,6 +17,7 @@ from flax import nnx
 
 from lcm.models.common import causal_segment_mask, regression_loss, target_mask
 from lcm.models.config import TransformerConfig
+from lcm.models.family import concept_task
 from lcm.models.layers import causal_transformer, postnet, prenet
 from lcm.models.protocols import Batch, SamplingOptions
 from lcm.nn.attention import KVCache
@@ -127,3 +128,6 @@ class BaseLCM(nnx.Module):
             self.prenet(concept[:, None]), state.caches, state.length, state.first
         )
         return BaseLCMState(caches, self.postnet(h[:, 0]), state.length + 1, state.first)
+
+
+TASK = concept_task("base_lcm", BaseLCMConfig, BaseLCM)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,9 @@ from flax import nnx
 
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml, to_dict
 from lcm.io import load_vector, save_npy_atomic, write_bytes_atomic
-from lcm.models.base_lcm import BaseLCM, BaseLCMConfig
-from lcm.models.likelihood_lcm import LikelihoodLCM, LikelihoodLCMConfig
 from lcm.models.normalizer import Normalizer
-from lcm.models.one_tower import OneTowerConfig, OneTowerLCM
-from lcm.models.quant import QuantConfig, QuantLCM
-from lcm.models.two_tower import TwoTowerConfig, TwoTowerLCM
 from lcm.nn.weights import build_with_weights, load_weights, save_weights
+from trainers.tasks import get_task
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "weights.npz"
@@ -39,31 +34,13 @@ NORMALIZER_FILE = "normalizer.npz"
 EOT_FILE = "eot.npy"
 CARD_FILE = "card.md"
 
-Builder = Callable[[Any, int, nnx.Rngs], nnx.Module]
-
-
-def _quant(cfg: QuantConfig, dim: int, rngs: nnx.Rngs) -> QuantLCM:
-    # Codebooks are model variables: placeholders here, the stored ones replace them.
-    books = np.zeros((cfg.num_codebooks, cfg.codebook_size, dim), np.float32)
-    return QuantLCM(cfg, books, rngs)
-
-
-# family -> (model config type, builder(cfg, D, rngs)); the names are the trainer task names.
-FAMILIES: dict[str, tuple[type, Builder]] = {
-    "base_lcm": (BaseLCMConfig, lambda cfg, d, rngs: BaseLCM(cfg, d, rngs)),
-    "two_tower": (TwoTowerConfig, lambda cfg, d, rngs: TwoTowerLCM(cfg, d, rngs)),
-    "one_tower": (OneTowerConfig, lambda cfg, d, rngs: OneTowerLCM(cfg, d, rngs)),
-    "quant_lcm": (QuantConfig, _quant),
-    "likelihood_lcm": (LikelihoodLCMConfig, lambda cfg, d, rngs: LikelihoodLCM(cfg, d, rngs)),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class LCMDirConfig:
     """``config.yaml`` of an LCM model directory.
 
     Attributes:
-        family: One of :data:`FAMILIES`.
+        family: The trainer task of the family (``trainers.tasks.get_task``), e.g. ``base_lcm``.
         concept_dim: D.
         max_seq_len: Context length the model was trained with (concepts).
         model: The family's model section (as in the training config).
@@ -81,14 +58,14 @@ class LCMDirConfig:
     codec: str = "default"
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ConfigError(f"unknown LCM family {self.family!r}; expected {sorted(FAMILIES)}")
+        if get_task(self.family).build_network is None:  # raises for an unknown family
+            raise ConfigError(f"{self.family!r} is not a next-concept family")
         if self.concept_dim < 1 or self.max_seq_len < 2:
             raise ConfigError("concept_dim must be >= 1 and max_seq_len >= 2")
 
     def model_config(self) -> Any:
         """The typed model section."""
-        return from_dict(FAMILIES[self.family][0], self.model, prefix="model.")
+        return from_dict(get_task(self.family).model_config, self.model, prefix="model.")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -163,7 +140,7 @@ def load_lcm(path: str | os.PathLike[str]) -> LCMModel:
         model_cfg = config.model_config()
     except ConfigError as e:
         raise ConfigError(f"{path / CONFIG_FILE}: {e}") from e
-    _, build = FAMILIES[config.family]
+    build = get_task(config.family).build_network
     model = build_with_weights(
         lambda: build(model_cfg, config.concept_dim, nnx.Rngs(0)),
         load_weights(path / WEIGHTS_FILE),

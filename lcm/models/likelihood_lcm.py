@@ -25,11 +25,15 @@ from flax import nnx
 
 from encoders.model import token_log_likelihood
 from encoders.tokenizer import PAD_ID
+from lcm.data.concepts import concept_normalizer
+from lcm.data.sentence_targets import SentenceTargetDataConfig, SentenceTargetSource
 from lcm.models.base_lcm import BaseLCM, next_concept_targets
 from lcm.models.common import regression_loss
 from lcm.models.config import TransformerConfig
+from lcm.models.family import concept_export, scoring_codec
 from lcm.models.protocols import Batch
 from lcm.nn.frozen import Frozen, freeze
+from trainers.task import DataContext, Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,3 +150,44 @@ class LikelihoodLCM(BaseLCM):
         model = nnx.clone(self)
         model.scorer = None
         return model
+
+
+def _build_likelihood(
+    model: LikelihoodLCMConfig, data: SentenceTargetDataConfig, rngs: nnx.Rngs
+) -> LikelihoodLCM:
+    codec = scoring_codec(model.codec)
+    normalizer = concept_normalizer(data)
+    if codec.dim != normalizer.dim:
+        raise ValueError(
+            f"model.codec {model.codec!r} has D={codec.dim} but the data's normalizer has "
+            f"D={normalizer.dim}: the concepts must be in the scoring codec's space"
+        )
+    scorer = SentenceScorer(
+        codec.model.decoder, codec.decoder_prefix, normalizer.center, normalizer.scale
+    )
+    return LikelihoodLCM(model, normalizer.dim, rngs, scorer=scorer)
+
+
+def _likelihood_source(
+    data: SentenceTargetDataConfig, model: LikelihoodLCMConfig, ctx: DataContext
+) -> SentenceTargetSource:
+    return SentenceTargetSource(
+        data,
+        tokenize=scoring_codec(model.codec).target_ids,
+        batch_size=ctx.batch_size,
+        seed=ctx.seed,
+        process_index=ctx.process_index,
+        process_count=ctx.process_count,
+    )
+
+
+TASK = Task(
+    name="likelihood_lcm",
+    model_config=LikelihoodLCMConfig,
+    data_config=SentenceTargetDataConfig,
+    build_model=_build_likelihood,
+    build_data=_likelihood_source,
+    export=concept_export("likelihood_lcm"),
+    # For a model directory: no scorer (the decoder belongs to the codec).
+    build_network=lambda cfg, dim, rngs: LikelihoodLCM(cfg, dim, rngs),
+)

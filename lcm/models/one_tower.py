@@ -36,6 +36,7 @@ from lcm.models.common import (
 from lcm.models.config import TransformerConfig
 from lcm.models.diffusion.ddim import DDIMSampler
 from lcm.models.diffusion.schedules import ScheduleConfig, add_noise, discretize
+from lcm.models.family import concept_task
 from lcm.models.layers import causal_transformer, postnet, prenet
 from lcm.models.protocols import Batch, SamplingOptions
 from lcm.nn.attention import KVCache
@@ -212,3 +213,6 @@ class OneTowerLCM(nnx.Module):
             self._embed(concept[:, None], CLEAN_TIMESTEP), state.caches, state.length, state.first
         )
         return OneTowerState(caches, state.length + 1, state.first)
+
+
+TASK = concept_task("one_tower", OneTowerConfig, OneTowerLCM)

@@ -18,6 +18,8 @@ The generated concept is the sum of the chosen units.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 from typing import Literal, NamedTuple
 
 import jax
@@ -25,17 +27,28 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lcm.data.concepts import ConceptDataConfig, load_concepts
 from lcm.models.base_lcm import next_concept_targets
 from lcm.models.common import causal_segment_mask, masked_mean, position_keys
 from lcm.models.config import TransformerConfig
+from lcm.models.family import concept_task
 from lcm.models.layers import causal_transformer, prenet
 from lcm.models.protocols import Batch, SamplingOptions
-from lcm.models.rvq import rvq_decode, rvq_encode, rvq_partial_sums, sq_distances
+from lcm.models.rvq import (
+    fit_rvq,
+    reconstruction_errors,
+    rvq_decode,
+    rvq_encode,
+    rvq_partial_sums,
+    sq_distances,
+)
 from lcm.nn import matmul
 from lcm.nn.attention import KVCache
 from lcm.nn.ffn import SwiGlu
 from lcm.nn.norms import RMSNorm
 from lcm.nn.params import kernel_init, param
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,3 +240,43 @@ class QuantLCM(nnx.Module):
         x = self.prenet(self.quantize(concept[:, None]))
         h, caches = self.decoder.decode(x, state.caches, state.length, state.first)
         return QuantState(caches, h[:, 0], state.length + 1, state.first)
+
+
+@functools.lru_cache(maxsize=4)
+def quant_codebooks(model: QuantConfig, data: ConceptDataConfig) -> np.ndarray:
+    """The RVQ codebooks ``[K, V, D]`` of a Quant-LCM: loaded, or fitted on the training data.
+
+    Fitting is deterministic (a fixed evenly spaced sample, seeded k-means) and runs eagerly
+    even when called while the trainer traces the model's initialization.
+    """
+    if model.codebooks:
+        with np.load(model.codebooks, allow_pickle=False) as z:
+            return z["codebooks"].astype(np.float32)
+    vectors = load_concepts(data).vectors
+    sample = vectors[:: max(1, len(vectors) // model.kmeans_sample)][: model.kmeans_sample]
+    with jax.ensure_compile_time_eval():
+        books = fit_rvq(sample, model.num_codebooks, model.codebook_size, iters=model.kmeans_iters)
+        errors = reconstruction_errors(jnp.asarray(sample), jnp.asarray(books))
+    # A sample too small for V units overfits (centroids of a few points each) and codes
+    # unseen concepts badly: the per-level error on the sample is worth a look.
+    log.info(
+        "fitted %d x %d RVQ codebooks on %d concepts; MSE per level %s (variance %.4f)",
+        model.num_codebooks,
+        model.codebook_size,
+        len(sample),
+        np.round(errors, 4).tolist(),
+        float(sample.var(axis=0).mean()),
+    )
+    return books
+
+
+def _network(cfg: QuantConfig, dim: int, rngs: nnx.Rngs) -> QuantLCM:
+    # Codebooks are model variables: placeholders here, the stored ones replace them.
+    return QuantLCM(cfg, np.zeros((cfg.num_codebooks, cfg.codebook_size, dim), np.float32), rngs)
+
+
+def _build(model: QuantConfig, data: ConceptDataConfig, rngs: nnx.Rngs) -> QuantLCM:
+    return QuantLCM(model, quant_codebooks(model, data), rngs)
+
+
+TASK = concept_task("quant_lcm", QuantConfig, _network, build_model=_build)

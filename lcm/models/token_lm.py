@@ -25,9 +25,13 @@ from flax import nnx
 
 from encoders.tokenizer import EOS_ID, PAD_ID
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml, to_dict
+from lcm.data.segment import text_sentences
+from lcm.data.tasks import TASK_MARKERS
+from lcm.data.token_tasks import TokenTaskDataConfig, TokenTaskSource
 from lcm.io import write_bytes_atomic
 from lcm.models.common import causal_segment_mask, masked_mean
 from lcm.models.config import TransformerConfig
+from lcm.models.family import parameter_count, scoring_codec
 from lcm.models.layers import causal_transformer
 from lcm.models.protocols import (
     EXPAND_SENTENCES,
@@ -37,6 +41,7 @@ from lcm.models.protocols import (
 )
 from lcm.nn import TokenEmbedding
 from lcm.nn.weights import build_with_weights, load_weights, save_weights
+from trainers.task import DataContext, Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +179,6 @@ class TokenLMPipeline:
 
     def _run(self, texts: Sequence[str], task: str | None, max_sentences: int) -> list[str]:
         """Greedy outputs for ``texts`` followed by ``task``'s marker (None: plain text)."""
-        from lcm.data.segment import text_sentences
 
         max_sentences = check_max_sentences(max_sentences)
         tok = self.codec.tokenizer
@@ -210,7 +214,6 @@ class TokenLMPipeline:
         self, prefix: Sequence[str], max_sentences: int = GENERATE_SENTENCES, **_: Any
     ) -> list[str]:
         """The sentences that continue ``prefix`` (greedy, plain text)."""
-        from lcm.data.segment import text_sentences
 
         return text_sentences(self._run([" ".join(prefix)], None, max_sentences)[0])
 
@@ -269,3 +272,48 @@ def load_token_lm(path: str | os.PathLike[str]) -> tuple[TokenLM, TokenLMConfig,
         lambda: TokenLM(cfg, nnx.Rngs(0)), weights, source=str(path / "weights.npz")
     )
     return model, cfg, dict(raw.get("markers", {}))
+
+
+def _build_token_lm(model: TokenLMConfig, data: TokenTaskDataConfig, rngs: nnx.Rngs) -> TokenLM:
+    vocab = scoring_codec(model.codec).tokenizer.vocab_size
+    if vocab != model.vocab_size:
+        raise ValueError(
+            f"model.vocab_size is {model.vocab_size} but the tokenizer of codec "
+            f"{model.codec!r} has {vocab} ids"
+        )
+    return TokenLM(model, rngs)
+
+
+def _token_source(
+    data: TokenTaskDataConfig, model: TokenLMConfig, ctx: DataContext
+) -> TokenTaskSource:
+    return TokenTaskSource(
+        data,
+        tokenize=scoring_codec(model.codec).tokenizer.encode,
+        batch_size=ctx.batch_size,
+        seed=ctx.seed,
+        process_index=ctx.process_index,
+        process_count=ctx.process_count,
+    )
+
+
+def _export_token_lm(
+    model: nnx.Module, model_cfg: TokenLMConfig, data: TokenTaskDataConfig, out_dir: str
+) -> None:
+    n_params = parameter_count(model)
+    card = (
+        f"# token_lm (lcm-jax): the token-level peer\n\n- {n_params:,} parameters, rows of "
+        f"{data.max_len} tokens, the tokenizer of codec `{model_cfg.codec}`\n- data: "
+        f"`{data.pairs}` (split {data.split}, plain documents: {data.plain})\n"
+    )
+    save_token_lm(out_dir, model, model_cfg, TASK_MARKERS, card)
+
+
+TASK = Task(
+    name="token_lm",
+    model_config=TokenLMConfig,
+    data_config=TokenTaskDataConfig,
+    build_model=_build_token_lm,
+    build_data=_token_source,
+    export=_export_token_lm,
+)

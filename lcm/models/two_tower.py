@@ -32,6 +32,7 @@ from lcm.models.config import TransformerConfig
 from lcm.models.diffusion.ddim import DDIMSampler
 from lcm.models.diffusion.denoiser import Denoiser
 from lcm.models.diffusion.schedules import ScheduleConfig, add_noise, discretize
+from lcm.models.family import concept_task
 from lcm.models.layers import causal_transformer, prenet
 from lcm.models.protocols import Batch, SamplingOptions
 from lcm.nn.attention import KVCache
@@ -168,3 +169,6 @@ class TwoTowerLCM(nnx.Module):
         )
         context = jax.lax.dynamic_update_slice(state.context, h, (0, state.length, 0))
         return TwoTowerState(caches, context, state.length + 1, state.first)
+
+
+TASK = concept_task("two_tower", TwoTowerConfig, TwoTowerLCM)

@@ -20,7 +20,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from lcm.cli import positive_int
+from lcm.cli.args import positive_int
 
 if TYPE_CHECKING:
     from lcm.data.embed import SentenceEncoder

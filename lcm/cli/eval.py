@@ -17,10 +17,10 @@ from pathlib import Path
 import jax
 
 import encoders
+from lcm.cli.infer import add_sampling_args, sampling_fields
 from lcm.data.concepts import RowTable, build_rows, concept_normalizer, load_concepts
 from lcm.eval.next_concept import evaluate_next_concept
 from lcm.generate import GenerationConfig
-from lcm.infer_cli import add_sampling_args, sampling_fields
 from trainers.checkpoint import CheckpointError
 from trainers.state import load_trained_model
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lcm.cli import (
+from lcm.cli.args import (
     add_decoding_args,
     add_reencode_arg,
     check_decoding_args,

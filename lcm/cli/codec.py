@@ -1,4 +1,6 @@
-"""``lcm encode`` and ``lcm decode``: sentences (text lines) <-> concept vectors on disk.
+"""``lcm encode``, ``lcm decode`` and ``lcm eval-codec``.
+
+``encode`` / ``decode``: sentences (text lines) <-> concept vectors on disk.
 
 Vectors are read and written as ``.npy`` (float32 [N, D]) or Parquet (a ``text`` column when
 encoding, and a fixed-size list<float32> ``embedding`` column). Blank input lines are an error
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +21,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from encoders.codec import ENCODE_PRECISIONS, load
-from lcm.cli import add_decoding_args, check_decoding_args
-from lcm.io import write_bytes_atomic
+from encoders.evaluate import (
+    eval_record,
+    evaluate_codec,
+    format_report,
+    load_codec,
+    load_heldout,
+)
+from lcm.cli.args import add_decoding_args, check_decoding_args, non_negative_float, positive_int
+from lcm.io import write_bytes_atomic, write_text_atomic
 
 
 def _read_lines(path: str) -> list[str]:
@@ -137,4 +147,51 @@ def decode_main(argv: Sequence[str]) -> int:
         sys.stdout.write(out)
     else:
         write_bytes_atomic(Path(args.output), out.encode())
+    return 0
+
+
+def eval_codec_main(argv: Sequence[str] | None = None) -> int:
+    """``lcm eval-codec MODEL --data DIR``: round-trip BLEU of a codec on held-out text."""
+    parser = argparse.ArgumentParser(
+        prog="lcm eval-codec",
+        description="Round-trip BLEU and exact match of decode(encode(x)) on held-out "
+        "sentences, per source, clean and with relative-norm noise on the vectors.",
+    )
+    parser.add_argument("model", help='"default", a model directory, or a training run dir')
+    parser.add_argument(
+        "--data", default="~/data/codec", help="prepared codec data (tools/prepare_codec_data.py)"
+    )
+    parser.add_argument("--split", default="test", choices=("valid", "test"))
+    parser.add_argument("--max-words", type=positive_int, default=30)
+    parser.add_argument("--per-source", type=positive_int, default=200, help="sentences per source")
+    parser.add_argument(
+        "--noise", type=non_negative_float, nargs="*", default=[0.1], help="relative norms (>= 0)"
+    )
+    add_decoding_args(parser)
+    parser.add_argument(
+        "--encode-precision",
+        choices=ENCODE_PRECISIONS,
+        default="float32",
+        help="precision of the encoder's matrix products (see encoders.load)",
+    )
+    parser.add_argument("--json", help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    check_decoding_args(parser, args)
+    try:
+        codec, step = load_codec(args.model)
+        codec.encode_precision = args.encode_precision
+        sentences, sources = load_heldout(args.data, args.split, args.max_words, args.per_source)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"lcm eval-codec: {e}", file=sys.stderr)
+        return 2
+    report = evaluate_codec(
+        codec, sentences, sources, args.noise, args.beam_size, rerank=args.rerank
+    )
+    print(format_report(report))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(report.as_dict(), indent=1))
+    if step is not None:
+        # A run's evaluations accumulate beside its metrics: `lcm plot` draws them.
+        with open(Path(args.model).expanduser() / "eval.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(eval_record(report, step, args.split)) + "\n")
     return 0

@@ -1,0 +1,5 @@
+"""``python -m lcm.cli``: the ``lcm`` command."""
+
+from lcm.cli import main
+
+raise SystemExit(main())
