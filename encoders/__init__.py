@@ -11,6 +11,7 @@ A directory written by ``lcm convert-sonar`` opens as an :class:`encoders.sonar.
 SONAR's own encoder and decoder (1024-dim vectors, 202 languages), same interface.
 """
 
-from encoders.codec import Codec, load
+from encoders.codec import Codec
+from encoders.loader import load
 
 __all__ = ["Codec", "load"]

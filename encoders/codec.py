@@ -576,10 +576,11 @@ class Codec:
                     f"{WEIGHTS_FILE}, {TOKENIZER_FILE} and {CARD_FILE})"
                 )
         raw = read_yaml(path / CONFIG_FILE)
-        if cls is Codec and raw.get("family") == "sonar":
-            from encoders.sonar import SonarCodec  # a converted SONAR model (lcm convert-sonar)
-
-            return SonarCodec.load(path, batch_size=batch_size)
+        if raw.get("family") == "sonar":
+            raise ConfigError(
+                f"{path} holds a converted SONAR model: open it with encoders.load(path) "
+                "(or encoders.sonar.SonarCodec.load)"
+            )
         try:
             cfg = from_dict(CodecModelConfig, raw)
         except ConfigError as e:
@@ -608,65 +609,3 @@ def _minimal_card(cfg: CodecModelConfig, n_params: int) -> str:
         f"d_model {cfg.d_model}, D {cfg.concept_dim}, vocabulary {cfg.vocab_size}, "
         f"{n_params:,} parameters.\n"
     )
-
-
-def load(
-    name_or_path: str | os.PathLike[str] = "default",
-    *,
-    batch_size: int = 128,
-    source_lang: str | None = None,
-    target_lang: str | None = None,
-    encode_precision: EncodePrecision = "float32",
-) -> Codec:
-    """Load a codec: ``"default"`` (shipped inside the package) or a model directory path.
-
-    A directory written by ``lcm convert-sonar`` opens as an :class:`encoders.sonar.SonarCodec`
-    (same interface, plus languages).
-
-    Args:
-        name_or_path: ``"default"`` or a model directory.
-        batch_size: Most sentences per jitted call.
-        source_lang: Language of the sentences ``encode`` reads (SONAR codecs only, e.g.
-            "fra_Latn"; default: the model's, "eng_Latn" for SONAR).
-        target_lang: Language ``decode`` writes (SONAR codecs only).
-        encode_precision: "float32", or "bfloat16" for faster encoding with bfloat16 matrix
-            products (see :class:`Codec`).
-
-    Raises:
-        FileNotFoundError: If the default codec is not shipped yet or the path is missing.
-        ValueError: For a language option on a codec without languages, or an unknown one.
-    """
-    codec = _load(name_or_path, batch_size, source_lang, target_lang)
-    codec.encode_precision = encode_precision
-    return codec
-
-
-def _load(
-    name_or_path: str | os.PathLike[str],
-    batch_size: int,
-    source_lang: str | None,
-    target_lang: str | None,
-) -> Codec:
-    """:func:`load` before the precision setting."""
-    if source_lang is not None or target_lang is not None:
-        from encoders.sonar import SonarCodec
-
-        codec = _load(name_or_path, batch_size, None, None)
-        if not isinstance(codec, SonarCodec):
-            raise ValueError(
-                f"{name_or_path}: source_lang/target_lang apply to SONAR codecs only (this "
-                "codec has one language)"
-            )
-        codec.set_languages(source=source_lang, target=target_lang)
-        return codec
-    if str(name_or_path) == "default":
-        if not (DEFAULT_DIR / CONFIG_FILE).is_file():
-            raise FileNotFoundError(
-                f"the default codec is not shipped yet ({DEFAULT_DIR} holds no model). Train "
-                "one: `python tools/prepare_codec_data.py --corpus CORPUS_DIR --out "
-                "~/data/codec`, then `lcm train configs/encoders/codec_small.yaml`; export it "
-                "with encoders.train.export into a model directory and pass that path to "
-                "encoders.load() (or place it at encoders/default/)"
-            )
-        return Codec.load(DEFAULT_DIR, batch_size=batch_size)
-    return Codec.load(name_or_path, batch_size=batch_size)

@@ -34,9 +34,9 @@ import numpy as np
 
 from encoders.config import CodecDataConfig, CodecModelConfig
 from encoders.tokenizer import EOS_ID, Tokenizer, train_tokenizer
-from lcm.data.readers import ReadStats, read_documents
-from lcm.data.segment import segment_document
 from lcm.io import save_npy_atomic, write_bytes_atomic
+from lcm.text.readers import ReadStats, read_documents
+from lcm.text.segment import segment_document
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from encoders.codec import Codec
+from encoders.loader import load
+from encoders.tokenizer import Tokenizer
+from trainers.state import load_trained_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,17 +208,12 @@ def load_codec(model: str) -> tuple[Codec, int | None]:
     Returns:
         The codec and the training step of the checkpoint (None for a model directory).
     """
-    import encoders
-
     path = Path(model).expanduser()
     if is_run_dir(path):
-        from encoders.tokenizer import Tokenizer
-        from trainers.state import load_trained_model
-
         cfg, trained, step = load_trained_model(path)
         tokenizer_file = Path(cfg.data.data_dir).expanduser() / "tokenizer.model"
         return Codec(trained, Tokenizer(tokenizer_file.read_bytes())), step
-    return encoders.load(model), None
+    return load(model), None
 
 
 def decoding_name(beam_size: int, rerank: bool) -> str:

@@ -11,7 +11,8 @@ __all__ = ["Pipeline", "__version__"]
 
 
 def __getattr__(name: str) -> object:
-    # ``from lcm import Pipeline`` imports JAX and the models only when asked for.
+    # In-function on purpose: ``import lcm`` (the CLI's entry point, ``lcm --help``) stays
+    # free of JAX, and ``lcm`` sits below the layers that Pipeline builds on.
     if name == "Pipeline":
         from lcm.pipeline import Pipeline
 

@@ -37,7 +37,6 @@ import numpy as np
 
 import encoders
 from encoders.codec import check_decoding
-from lcm.data.segment import text_sentences
 from lcm.eval.tasks import ngrams, words
 from lcm.generate import (
     Continuation,
@@ -53,6 +52,7 @@ from lcm.models.protocols import (
     SUMMARIZE_SENTENCES,
     check_max_sentences,
 )
+from lcm.text.segment import text_sentences
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 CODEC_SUBDIR = "codec"  # an LCM directory may carry the codec it was trained with

@@ -121,7 +121,7 @@ def test_torch_peer_matches_jax(config: str) -> None:
     from trainers.config import load_train_config
     from trainers.optim import make_optimizer
 
-    task = load_train_config(config).task
+    task = load_train_config(config).family
     cfg = load_train_config(config, [*NO_DROPOUT[task], "optim.warmup_steps=0"])
     params, batch, loss = _loss_fn(cfg)
     rng = jax.random.key(3)
@@ -129,7 +129,7 @@ def test_torch_peer_matches_jax(config: str) -> None:
     assert torch_peer.num_params(peer) == sum(x.size for x in jax.tree.leaves(params))
     torch_peer.load_jax_params(peer, params)
     noise = None
-    if cfg.task == "two_tower":  # the draws of TwoTowerLCM.loss, handed to the peer
+    if cfg.family == "two_tower":  # the draws of TwoTowerLCM.loss, handed to the peer
         _, r_t, r_noise, r_drop, _ = jax.random.split(rng, 5)
         seg = batch["segment_ids"]
         t = jax.random.randint(r_t, seg.shape, 0, cfg.model.schedule.num_steps)

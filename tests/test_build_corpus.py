@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lcm.data import build_corpus
+from lcm.data.build_corpus import build as build_corpus
 from lcm.data.build_corpus import debian_pairs, fetch, rdata, sources, sword, textutil
 from lcm.data.build_corpus.writer import write_jsonl_gz
 

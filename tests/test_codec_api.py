@@ -239,7 +239,7 @@ def test_load_validates_the_model_directory(model_dir, tmp_path) -> None:
 
 
 def test_load_default_explains_when_not_shipped(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(codec_module, "DEFAULT_DIR", tmp_path)
+    monkeypatch.setattr(encoders.loader, "DEFAULT_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="default codec is not shipped yet"):
         encoders.load("default")
 

@@ -27,9 +27,9 @@ from lcm.data.concepts import (
     pack_rows,
     wrap_pieces,
 )
-from lcm.data.readers import DataError, Document
+from lcm.data.normalizer import Normalizer
 from lcm.data.shards import ShardWriter, read_shards, write_documents
-from lcm.models.normalizer import Normalizer
+from lcm.text.readers import DataError, Document
 from trainers.config import load_train_config
 from trainers.task import DataContext
 from trainers.tasks import get_task
@@ -229,7 +229,7 @@ def test_fixture_config_runs_on_embedded_fixture_shards(tmp_path: Path, monkeypa
         REPO / "configs" / "lcm" / "base_lcm_fixture_tiny.yaml",
         [f"data.shards={emb}", f"data.normalizer={emb / 'normalizer.npz'}"],
     )
-    task = get_task(cfg.task)
+    task = get_task(cfg.family)
     batch = task.build_data(cfg.data, cfg.model, DataContext(batch_size=8, seed=0)).batch(0)
     assert batch["concepts"].shape == (8, 32, 5) and batch["mask"].mean() > 0.9
     model = nnx.eval_shape(lambda: task.build_model(cfg.model, cfg.data, nnx.Rngs(0)))

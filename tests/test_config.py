@@ -74,18 +74,28 @@ def test_save_round_trip(tmp_path: Path) -> None:
     assert not list((tmp_path / "out").glob(".*tmp"))  # temp file renamed away
 
 
-def test_train_config_validates_task_sections() -> None:
-    raw = {"task": "mlp_regression", "model": {"hidden": 8}, "steps": 5}
+def test_train_config_validates_family_sections() -> None:
+    raw = {"family": "mlp_regression", "model": {"hidden": 8}, "steps": 5}
     cfg = train_config_from_dict(raw)
-    assert cfg.model.hidden == 8 and cfg.steps == 5
+    assert cfg.family == "mlp_regression" and cfg.model.hidden == 8 and cfg.steps == 5
     with pytest.raises(ConfigError, match="unknown config key 'model.hiden'"):
-        train_config_from_dict({"task": "mlp_regression", "model": {"hiden": 8}})
-    with pytest.raises(ConfigError, match="unknown task 'nope'"):
-        train_config_from_dict({"task": "nope"})
+        train_config_from_dict({"family": "mlp_regression", "model": {"hiden": 8}})
+    with pytest.raises(ConfigError, match="unknown family 'nope'"):
+        train_config_from_dict({"family": "nope"})
     with pytest.raises(ConfigError, match="optim.warmup_steps"):
-        train_config_from_dict({"task": "mlp_regression", "optim": {"warmup_steps": "ten"}})
+        train_config_from_dict({"family": "mlp_regression", "optim": {"warmup_steps": "ten"}})
     with pytest.raises(ConfigError, match="steps must be > 0"):
-        train_config_from_dict({"task": "mlp_regression", "steps": 0})
+        train_config_from_dict({"family": "mlp_regression", "steps": 0})
+    with pytest.raises(ConfigError, match="missing required config key 'family'"):
+        train_config_from_dict({"steps": 5})
+
+
+def test_the_old_task_key_still_reads_with_a_deprecation_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="'task' is deprecated"):
+        old = train_config_from_dict({"task": "mlp_regression", "model": {"hidden": 8}})
+    assert old == train_config_from_dict({"family": "mlp_regression", "model": {"hidden": 8}})
+    with pytest.raises(ConfigError, match="both given"):
+        train_config_from_dict({"task": "mlp_regression", "family": "mlp_regression"})
 
 
 SHIPPED = sorted((REPO / "configs").rglob("*.yaml"))

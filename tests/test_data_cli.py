@@ -99,7 +99,7 @@ def test_segment_jsonl_documents_separated_by_blank_line(tmp_path: Path, capsys)
 
 
 def test_build_corpus_dispatches_remaining_args(monkeypatch) -> None:
-    from lcm.data import build_corpus
+    from lcm.data.build_corpus import build as build_corpus
 
     seen: list[list[str]] = []
     monkeypatch.setattr(build_corpus, "main", lambda argv: seen.append(argv) or 0)

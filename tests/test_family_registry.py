@@ -55,7 +55,7 @@ def family(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_a_family_outside_the_package_trains_exports_and_loads(family: str, tmp_path: Path) -> None:
     raw = read_yaml(REPO / "configs" / "lcm" / "base_lcm_tiny.yaml")
-    raw.update(task=family, steps=30, log_every=1, run_dir=str(tmp_path / "run"))
+    raw.update(family=family, steps=30, log_every=1, run_dir=str(tmp_path / "run"))
     raw["model"]["residual_scale"] = 0.5
     save_yaml(raw, tmp_path / "residual.yaml")  # the family's one YAML
     cfg = load_train_config(tmp_path / "residual.yaml")
@@ -85,7 +85,7 @@ def test_a_family_outside_the_package_trains_exports_and_loads(family: str, tmp_
 def test_a_task_path_that_does_not_import_is_one_clear_error() -> None:
     with pytest.raises(ConfigError, match="cannot import no_such_module:TASK"):
         get_task("no_such_module:TASK")
-    with pytest.raises(ConfigError, match="unknown task 'no_such_family'"):
+    with pytest.raises(ConfigError, match="unknown family 'no_such_family'"):
         get_task("no_such_family")
     with pytest.raises(ConfigError, match="is not a trainers.Task"):
         get_task("lcm.models.base_lcm:BaseLCM")

@@ -204,10 +204,10 @@ def random_pipeline(tmp_path_factory: pytest.TempPathFactory):
     from codec_fixtures import overfitted_codec
     from flax import nnx
 
+    from lcm.data.normalizer import Normalizer
     from lcm.models.base_lcm import BaseLCM, BaseLCMConfig
     from lcm.models.config import TransformerConfig
     from lcm.models.directory import LCMDirConfig, load_lcm, save_lcm
-    from lcm.models.normalizer import Normalizer
     from lcm.pipeline import Pipeline
 
     codec, path = overfitted_codec(), tmp_path_factory.mktemp("random_lcm")
@@ -344,7 +344,7 @@ def test_embed_resume_in_another_space_is_refused(tmp_path: Path, text_shards: P
     from codec_fixtures import overfitted_codec
 
     from lcm.data.embed import embed_shards, read_space
-    from lcm.data.readers import DataError
+    from lcm.text.readers import DataError
 
     codec = overfitted_codec()
     out = tmp_path / "concepts"
@@ -373,7 +373,7 @@ def test_training_refuses_a_normalizer_or_eot_of_another_space(
 
     from lcm.data.concepts import ConceptDataConfig, load_concepts
     from lcm.data.embed import embed_shards
-    from lcm.data.readers import DataError
+    from lcm.text.readers import DataError
 
     mine, theirs = tmp_path / "mine", tmp_path / "theirs"
     embed_shards(text_shards, mine, overfitted_codec(), docs_per_shard=4, progress=False)

@@ -114,7 +114,7 @@ def docs_batch(b: int = 2, seed: int = 0) -> dict[str, jax.Array]:
 )
 def test_every_lcm_config_parses(path: Path) -> None:
     cfg = load_train_config(path)
-    assert cfg.task in {
+    assert cfg.family in {
         "base_lcm",
         "two_tower",
         "one_tower",
@@ -366,9 +366,9 @@ def test_eval_cli_scores_trained_runs(
     argv = [*runs, "--split", "all", "--max-rows", "16", "--ddim-steps", "4"]
     assert eval_main([*argv, "--json", str(tmp_path / "scores.json")]) == 0
     table = capsys.readouterr().out
-    assert "| run | task | step | l2 | l2-r | CA |" in table and "| base_lcm | 30 |" in table
+    assert "| run | family | step | l2 | l2-r | CA |" in table and "| base_lcm | 30 |" in table
     scores = json.loads((tmp_path / "scores.json").read_text())
-    assert [s["task"] for s in scores] == ["base_lcm", "two_tower"]
+    assert [s["family"] for s in scores] == ["base_lcm", "two_tower"]
     for s in scores:
         assert s["count"] > 50 and s["l2_round_trip"] is None  # no codec given
         assert 0.5 < s["contrastive_accuracy"] <= 1.0

@@ -18,13 +18,13 @@ from jax.experimental.compilation_cache import compilation_cache as xla_cache
 
 from encoders.tokenizer import BOS_ID, EOS_ID
 from lcm.data.embed import embed_shards
+from lcm.data.normalizer import Normalizer
 from lcm.data.sentence_targets import SentenceTargetDataConfig, SentenceTargetSource
 from lcm.data.shards import ShardWriter, read_shards
 from lcm.models.config import TransformerConfig
 from lcm.models.directory import load_lcm
 from lcm.models.generate import generate
 from lcm.models.likelihood_lcm import LikelihoodLCM, LikelihoodLCMConfig
-from lcm.models.normalizer import Normalizer
 from lcm.models.protocols import SamplingOptions
 from lcm.nn.frozen import Frozen
 from lcm.nn.weights import flat_weights

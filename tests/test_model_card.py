@@ -15,7 +15,7 @@ from model_card import run_summary, write_card  # noqa: E402
 def test_card_reports_steps_tokens_compute_and_metrics(tmp_path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text("task: base_lcm\nbatch_size: 4\nmodel: {d_model: 8}\n")
+    (run / "config.yaml").write_text("family: base_lcm\nbatch_size: 4\nmodel: {d_model: 8}\n")
     records = [{"step": s, "loss": 1.0 / s, "tokens": 100, "steps_per_s": 2.0} for s in (10, 20)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     summary = run_summary(run)
@@ -48,7 +48,7 @@ def test_card_reports_steps_tokens_compute_and_metrics(tmp_path) -> None:
 def test_card_of_a_fine_tune_lists_the_base_models_training_first(tmp_path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text("task: codec\nbatch_size: 8\nmodel: {d_model: 8}\n")
+    (run / "config.yaml").write_text("family: codec\nbatch_size: 8\nmodel: {d_model: 8}\n")
     record = {"step": 30, "loss": 0.5, "tokens": 900, "steps_per_s": 1.0}
     (run / "metrics.jsonl").write_text(json.dumps(record) + "\n")
     base = "# Old\n\n## Training\n- command: `gpu.sh`\n- 8,051 steps\n\n## Model\n- d 8\n"

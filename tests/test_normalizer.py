@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lcm.models.normalizer import Normalizer
+from lcm.data.normalizer import Normalizer
 
 
 def sample(n: int = 4000, d: int = 6, seed: int = 0) -> np.ndarray:

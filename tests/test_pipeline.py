@@ -18,12 +18,12 @@ from lcm_helpers import random_model
 
 from lcm.cli import main as lcm_main
 from lcm.config import to_dict
+from lcm.data.normalizer import Normalizer
 from lcm.data.tasks import TASK_MARKERS
 from lcm.generate import GenerationConfig
 from lcm.models.base_lcm import BaseLCM, BaseLCMConfig
 from lcm.models.config import TransformerConfig
 from lcm.models.directory import LCMDirConfig, load_lcm, save_lcm
-from lcm.models.normalizer import Normalizer
 from lcm.pipeline import Pipeline
 
 MODEL_CFG = BaseLCMConfig(

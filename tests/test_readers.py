@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from lcm.data.readers import DataError, Document, ReadStats, iter_documents, read_documents
+from lcm.text.readers import DataError, Document, ReadStats, iter_documents, read_documents
 
 FIXTURES = REPO / "tests" / "fixtures"
 
@@ -115,7 +115,7 @@ BAD_JSONL = b"\n".join(
 def test_bad_jsonl_lines_are_skipped_counted_and_logged(tmp_path: Path, caplog) -> None:
     p = _write(tmp_path / "bad.jsonl", BAD_JSONL)
     stats = ReadStats()
-    with caplog.at_level(logging.WARNING, logger="lcm.data.readers"):
+    with caplog.at_level(logging.WARNING, logger="lcm.text.readers"):
         docs = list(read_documents(p, stats=stats))
     assert [d.id for d in docs] == ["ok1", "ok2"]
     assert (

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from codec_fixtures import MEMORIZED, overfitted_codec
 
-from lcm.eval.rvq import main, rvq_round_trip
+from lcm.cli.eval import eval_rvq_main as main
+from lcm.eval.rvq import rvq_round_trip
 
 
 def test_error_falls_with_codebooks_and_one_unit_per_sentence_is_exact() -> None:

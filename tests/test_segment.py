@@ -10,7 +10,7 @@ import unicodedata
 import pytest
 from conftest import REPO
 
-from lcm.data.segment import segment_document, split_paragraphs, split_sentences, text_sentences
+from lcm.text.segment import segment_document, split_paragraphs, split_sentences, text_sentences
 
 FIXTURES = REPO / "tests" / "fixtures"
 

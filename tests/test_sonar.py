@@ -44,13 +44,13 @@ from encoders.sonar import (
     sonar_beam_search,
     sonar_greedy_search,
 )
-from encoders.sonar_convert import (
+from encoders.sonar.convert import (
     LEGACY_ROW_ORDER,
     ConversionError,
     convert_state_dict,
     expected_shapes,
 )
-from encoders.sonar_convert import (
+from encoders.sonar.convert import (
     main as convert_main,
 )
 from encoders.tokenizer import train_tokenizer
@@ -646,7 +646,7 @@ def run_reference(python: str, out: Path, inputs: dict, *extra: str) -> dict[str
 def test_parity_with_fairseq2_small_encoder_and_toy_decoder(
     reference_python: str, tmp_path: Path
 ) -> None:
-    from encoders.sonar_convert import load_checkpoint
+    from encoders.sonar.convert import load_checkpoint
 
     rng = np.random.default_rng(0)
     lens = np.array([514, 40, 17, 9, 3, 28])  # 514: all of SONAR's positions

@@ -12,11 +12,11 @@ from codec_fixtures import FIXTURES
 from flax import nnx
 
 from lcm.data.concepts import ConceptDataConfig, ConceptSource, load_concepts
+from lcm.data.normalizer import Normalizer
 from lcm.data.shards import ShardWriter, read_shards
 from lcm.data.tasks import build_task_shards, task_example
 from lcm.models.base_lcm import BaseLCM, BaseLCMConfig
 from lcm.models.config import TransformerConfig
-from lcm.models.normalizer import Normalizer
 
 
 def test_task_example_layout_and_truncation() -> None:

@@ -511,11 +511,11 @@ def train_flops(cfg: TrainConfig, concept_dim: int, batch: int, seq: int) -> flo
         """Per position: QKV + output (4 d^2), SwiGLU (3 d mlp), attention (2 x keys x d)."""
         return layers * (2.0 * (4 * d * d + 3 * d * mlp) + 4.0 * keys * d)
 
-    if cfg.task == "base_lcm":
+    if cfg.family == "base_lcm":
         decoder = m.decoder
         per_position = 2.0 * 2 * concept_dim * d + stack(decoder.num_layers, decoder.mlp_dim, seq)
         forward = batch * seq * per_position
-    elif cfg.task == "two_tower":
+    elif cfg.family == "two_tower":
         den, memory = m.denoiser, seq + 1  # the denoiser also sees a zero vector
         per_position = (
             2.0 * 2 * concept_dim * d  # PreNet, denoiser input projection
@@ -527,7 +527,7 @@ def train_flops(cfg: TrainConfig, concept_dim: int, batch: int, seq: int) -> flo
         )
         forward = batch * (seq * per_position + den.num_layers * memory * 2.0 * 2 * d * d)
     else:
-        raise ValueError(f"no FLOP count for task {cfg.task!r} (base_lcm, two_tower)")
+        raise ValueError(f"no FLOP count for task {cfg.family!r} (base_lcm, two_tower)")
     return 3.0 * forward
 
 
@@ -653,7 +653,7 @@ def bench_train(
 
     jax_r, torch_r, compiled_r = rates(jax_t), rates(torch_t), rates(compiled_t)
     return {
-        "model": cfg.task,
+        "model": cfg.family,
         "config": config,
         "overrides": list(overrides),
         "params": n_params,
@@ -703,7 +703,7 @@ def init_model(cfg: TrainConfig) -> Any:
 
     from trainers.tasks import get_task
 
-    task = get_task(cfg.task)
+    task = get_task(cfg.family)
     key = jax.random.fold_in(jax.random.key(cfg.seed), 0)
     return nnx.jit(lambda: task.build_model(cfg.model, cfg.data, nnx.Rngs(key)))()
 
@@ -785,10 +785,10 @@ def bench_generate(
             None if loop is None or base_loop is None else loop / base_loop
         )
     return {
-        "model": cfg.task,
+        "model": cfg.family,
         "config": config,
         "params": int(sum(x.size for x in jax.tree.leaves(_params(model)))),
-        "ddim_steps": options.ddim.steps if cfg.task in ("two_tower", "one_tower") else None,
+        "ddim_steps": options.ddim.steps if cfg.family in ("two_tower", "one_tower") else None,
         "guidance_scale": options.ddim.guidance_scale,
         "prompt_len": p,
         "concepts_per_document": n,
@@ -1018,7 +1018,7 @@ def bench_startup(
                     if proc.returncode != 0 or not found:
                         raise RuntimeError(f"startup worker failed:\n{proc.stderr[-3000:]}")
                     times[phase] = found[0]["done_at"] - started
-                model = load_train_config(config, overrides).task
+                model = load_train_config(config, overrides).family
                 records.append({"what": what, "model": model, "config": config, **times})
                 print(
                     f"  startup {what} {model}: cold {times['cold']:.1f} s, "

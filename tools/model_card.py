@@ -122,7 +122,8 @@ def write_card(
         lines += ["", "### Stage 2: this run, from those weights", ""]
     lines += [
         f"- command: `{command}`",
-        f"- task `{cfg['task']}`, config saved in the run as `config.yaml` (model section below)",
+        f"- family `{cfg.get('family', cfg.get('task'))}`, config saved in the run as "
+        "`config.yaml` (model section below)",
         f"- data: `{json.dumps(cfg.get('data', {}))}`",
         f"- {summary['steps']:,} steps, batch {cfg.get('batch_size')}, "
         f"{summary['tokens']:,.0f} tokens (or concepts) seen, final training loss "

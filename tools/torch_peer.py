@@ -355,14 +355,14 @@ class TwoTowerLCM(nn.Module):
 
 def build_model(train_cfg: Any, concept_dim: int) -> nn.Module:
     """The peer of the model of a JAX training config (``trainers.config.TrainConfig``)."""
-    if train_cfg.task == "base_lcm":
+    if train_cfg.family == "base_lcm":
         return BaseLCM(train_cfg.model, concept_dim)
-    if train_cfg.task == "two_tower":
+    if train_cfg.family == "two_tower":
         from lcm.models.diffusion.schedules import discretize
 
         schedule = discretize(train_cfg.model.schedule)
         return TwoTowerLCM(train_cfg.model, concept_dim, schedule.alphas_cumprod)
-    raise ValueError(f"no PyTorch peer for task {train_cfg.task!r} (base_lcm, two_tower)")
+    raise ValueError(f"no PyTorch peer for task {train_cfg.family!r} (base_lcm, two_tower)")
 
 
 def num_params(model: nn.Module) -> int:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from lcm.config import ConfigError, apply_overrides, from_dict, read_yaml
+from trainers.tasks import get_task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +66,13 @@ class MeshConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """A whole training run. ``model`` and ``data`` are the task's own config dataclasses."""
+    """A whole training run. ``model`` and ``data`` are the family's own config dataclasses.
 
-    task: str
+    ``family`` names the model family: a registry name (``trainers.tasks.TASKS``) or the
+    import path of its :class:`~trainers.task.Task` (``"module:attribute"``).
+    """
+
+    family: str
     model: Any = None
     data: Any = None
     seed: int = 0
@@ -96,14 +102,21 @@ class TrainConfig:
 
 def train_config_from_dict(raw: dict[str, Any]) -> TrainConfig:
     """Validate a raw mapping against the trainer's schema and the task's model/data schema."""
-    from trainers.tasks import get_task  # lazy: importing a task may import its model code
-
-    if "task" not in raw:
-        raise ConfigError("missing required config key 'task'")
-    if not isinstance(raw["task"], str):
-        raise ConfigError(f"config key 'task': expected str, got {raw['task']!r}")
-    task = get_task(raw["task"])
     typed = dict(raw)
+    if "task" in typed:  # the key's name before 2026-12 (runs and configs still carry it)
+        if "family" in typed:
+            raise ConfigError("config keys 'family' and 'task' both given; keep 'family'")
+        warnings.warn(
+            "config key 'task' is deprecated: name the model family with 'family'",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        typed["family"] = typed.pop("task")
+    if "family" not in typed:
+        raise ConfigError("missing required config key 'family' (the model family)")
+    if not isinstance(typed["family"], str):
+        raise ConfigError(f"config key 'family': expected str, got {typed['family']!r}")
+    task = get_task(typed["family"])
     typed["model"] = from_dict(task.model_config, raw.get("model") or {}, prefix="model.")
     typed["data"] = from_dict(task.data_config, raw.get("data") or {}, prefix="data.")
     return from_dict(TrainConfig, typed)

@@ -281,7 +281,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
     :func:`train` runs on this; so do tools that time or inspect the step, so they measure
     exactly the step a run takes.
     """
-    task = get_task(cfg.task)
+    task = get_task(cfg.family)
     mesh = make_mesh(cfg.mesh)
     ctx = DataContext(
         batch_size=cfg.batch_size,
@@ -406,7 +406,7 @@ def _train_locked(
     bar = tqdm(
         total=cfg.steps,
         initial=start,
-        desc=f"train {cfg.task}",
+        desc=f"train {cfg.family}",
         disable=not (progress and is_main),
         dynamic_ncols=True,
     )
@@ -447,7 +447,7 @@ def _train_locked(
                     if record is not None:
                         bar.set_postfix(_postfix(record), refresh=False)
                 if save_now:
-                    checkpointer.save(done, state, {"data_step": done, "task": cfg.task})
+                    checkpointer.save(done, state, {"data_step": done, "family": cfg.family})
                 if done == kill_after:
                     os.kill(os.getpid(), signal.SIGKILL)
                 if out_of_time:

@@ -174,7 +174,7 @@ def load_trained_model(
     run_dir = Path(run_dir)
     cfg = load_train_config(run_dir / "config.yaml")
     mesh = make_mesh(mesh_cfg or MeshConfig())
-    layout = plan_train_state(get_task(cfg.task), cfg, mesh, make_optimizer(cfg.optim, cfg.steps))
+    layout = plan_train_state(get_task(cfg.family), cfg, mesh, make_optimizer(cfg.optim, cfg.steps))
     checkpointer = Checkpointer(run_dir / "checkpoints", every=0, keep=1_000_000)
     try:
         restored = checkpointer.restore_latest(layout.abstract)

@@ -1,6 +1,6 @@
 """Registry of trainable tasks, imported lazily so ``lcm --help`` stays fast.
 
-A task is named in a config's ``task:`` key by its registry name, or by the import path of
+A family is named in a config's ``family:`` key by its registry name, or by the import path of
 any :class:`~trainers.task.Task` object (``"my_package.my_family:TASK"``): a family outside
 this package is one module plus one YAML, with no edit here.
 """
@@ -33,7 +33,7 @@ def get_task(name: str) -> Task:
     """
     if name not in TASKS and ":" not in name:
         raise ConfigError(
-            f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))} "
+            f"unknown family {name!r}; known families: {', '.join(sorted(TASKS))} "
             "(or the import path of a Task, 'module:attribute')"
         )
     target = TASKS.get(name, name)
@@ -44,7 +44,7 @@ def get_task(name: str) -> Task:
         try:
             task = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as e:
-            raise ConfigError(f"task {name!r}: cannot import {target}: {e}") from e
+            raise ConfigError(f"family {name!r}: cannot import {target}: {e}") from e
     if not isinstance(task, Task):
-        raise ConfigError(f"task {name!r}: {target} is not a trainers.Task")
+        raise ConfigError(f"family {name!r}: {target} is not a trainers.Task")
     return task

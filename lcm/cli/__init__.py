@@ -14,6 +14,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from lcm import __version__
+
 DEBUG_ENV = "LCM_DEBUG"  # set to 1: errors show their traceback (as --debug)
 # name -> (one-line help, "module:function" taking argv and returning an exit code).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -44,7 +46,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "eval-rvq": (
         "decoder round trip of RVQ-quantized concepts per number of codebooks (Quant-LCM)",
-        "lcm.eval.rvq:main",
+        "lcm.cli.eval:eval_rvq_main",
     ),
     "eval-task": (
         "summarization/expansion evaluation (ROUGE, OVL-3, REP-4) with baselines",
@@ -66,7 +68,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("draw loss and evaluation curves of a run", "lcm.plot:main"),
     "convert-sonar": (
         "convert SONAR text encoder/decoder checkpoints into a model directory",
-        "encoders.sonar_convert:main",
+        "encoders.sonar.convert:main",
     ),
     "bench": (
         "benchmarks: train (JAX vs PyTorch, MFU), generate, codec, peak, startup",
@@ -112,8 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run `lcm <command> -h` for the options of a command.",
     )
-    from lcm import __version__
-
     parser.add_argument("--version", action="version", version=f"lcm-jax {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(

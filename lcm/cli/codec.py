@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from encoders.codec import ENCODE_PRECISIONS, load
+from encoders.codec import ENCODE_PRECISIONS
 from encoders.evaluate import (
     eval_record,
     evaluate_codec,
@@ -28,6 +28,7 @@ from encoders.evaluate import (
     load_codec,
     load_heldout,
 )
+from encoders.loader import load
 from lcm.cli.args import add_decoding_args, check_decoding_args, non_negative_float, positive_int
 from lcm.io import write_bytes_atomic, write_text_atomic
 

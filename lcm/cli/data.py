@@ -21,6 +21,13 @@ import sys
 from typing import TYPE_CHECKING
 
 from lcm.cli.args import positive_int
+from lcm.data.build_corpus import build as build_corpus
+from lcm.data.embed import embed_shards, read_space, sample_embeddings
+from lcm.data.normalizer import Normalizer
+from lcm.data.shards import write_documents
+from lcm.data.tasks import build_task_shards
+from lcm.text.readers import FORMATS, DataError, ReadStats, iter_documents, read_documents
+from lcm.text.segment import segment_document, split_paragraphs
 
 if TYPE_CHECKING:
     from lcm.data.embed import SentenceEncoder
@@ -32,7 +39,6 @@ _PROG = "lcm data"
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lcm data`` argument parser."""
-    from lcm.data.readers import FORMATS
 
     parser = argparse.ArgumentParser(
         prog=_PROG, description="Data pipeline: corpora, sentence segmentation, Parquet shards."
@@ -161,8 +167,6 @@ def _setup_logging() -> None:
 
 
 def _cmd_shards(args: argparse.Namespace) -> int:
-    from lcm.data.readers import DataError, ReadStats, iter_documents
-    from lcm.data.shards import write_documents
 
     stats = ReadStats()
     try:
@@ -213,8 +217,6 @@ def _cmd_shards(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from lcm.data.readers import DataError, ReadStats, read_documents
-    from lcm.data.segment import segment_document, split_paragraphs
 
     out = sys.stdout
     try:
@@ -250,8 +252,6 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_tasks(args: argparse.Namespace) -> int:
-    from lcm.data.readers import DataError
-    from lcm.data.tasks import build_task_shards
 
     try:
         counts = build_task_shards(
@@ -276,15 +276,15 @@ def _cmd_build_tasks(args: argparse.Namespace) -> int:
 
 
 def _load_codec(name: str, precision: str = "float32") -> SentenceEncoder:
-    """The codec ``name`` (imported only here: loading it pulls in the model code)."""
+    """The codec ``name``."""
+    # In-function on purpose: only `embed` needs JAX and the codec; the other data commands
+    # (shards, segment, build-tasks, build-corpus) run without importing them.
     import encoders
 
     return encoders.load(name, encode_precision=precision)
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from lcm.data.embed import embed_shards
-    from lcm.data.readers import DataError
 
     try:
         codec = _load_codec(args.codec, args.precision)
@@ -316,9 +316,6 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit_normalizer(args: argparse.Namespace) -> int:
-    from lcm.data.embed import read_space, sample_embeddings
-    from lcm.data.readers import DataError
-    from lcm.models.normalizer import Normalizer
 
     try:
         sample = sample_embeddings(args.shards, args.max_vectors, args.seed)
@@ -338,13 +335,6 @@ def _cmd_fit_normalizer(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_corpus(argv: list[str]) -> int:
-    try:
-        from lcm.data import build_corpus
-    except ModuleNotFoundError as e:
-        if e.name and "lcm.data.build_corpus".startswith(e.name):
-            print(f"{_PROG} build-corpus: not available in this installation", file=sys.stderr)
-            return 2
-        raise
     return int(build_corpus.main(argv) or 0)
 
 

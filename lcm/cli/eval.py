@@ -17,10 +17,13 @@ from pathlib import Path
 import jax
 
 import encoders
+from encoders.evaluate import load_heldout
 from lcm.cli.infer import add_sampling_args, sampling_fields
 from lcm.data.concepts import RowTable, build_rows, concept_normalizer, load_concepts
 from lcm.eval.next_concept import evaluate_next_concept
+from lcm.eval.rvq import format_table, rvq_round_trip, sample_lines
 from lcm.generate import GenerationConfig
+from lcm.io import write_text_atomic
 from trainers.checkpoint import CheckpointError
 from trainers.state import load_trained_model
 
@@ -80,15 +83,70 @@ def main(argv: Sequence[str] | None = None) -> int:
             rng=jax.random.key(args.seed),
             codec=codec,
         )
-        results.append({"run": run, "task": cfg.task, "step": step, **dataclasses.asdict(scores)})
-    print("| run | task | step | l2 | l2-r | CA | l2 (copy previous) | positions |")
+        results.append(
+            {"run": run, "family": cfg.family, "step": step, **dataclasses.asdict(scores)}
+        )
+    print("| run | family | step | l2 | l2-r | CA | l2 (copy previous) | positions |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['run']} | {r['task']} | {r['step']} | {_fmt(r['l2'])} | "
+            f"| {r['run']} | {r['family']} | {r['step']} | {_fmt(r['l2'])} | "
             f"{_fmt(r['l2_round_trip'])} | {_fmt(r['contrastive_accuracy'])} | "
             f"{_fmt(r['l2_copy'])} | {r['count']} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def eval_rvq_main(argv: Sequence[str] | None = None) -> int:
+    """``lcm eval-rvq``: decoder round trip of RVQ-quantized concepts per number of codebooks."""
+    p = argparse.ArgumentParser(
+        prog="lcm eval-rvq",
+        description="Fit RVQ codebooks on concepts of training sentences, then decode held-out "
+        "sentences quantized with 1..K codebooks and score the text against the original.",
+    )
+    p.add_argument("--data", required=True, help="prepared codec data (train.txt, test.txt)")
+    p.add_argument("--codec", default="default", help='"default" or a codec model directory')
+    p.add_argument("--codebooks", type=int, default=8, help="K")
+    p.add_argument("--codebook-size", type=int, default=256, help="V")
+    p.add_argument("--levels", type=int, nargs="*", help="numbers of codebooks (default 1..K)")
+    p.add_argument("--fit-sentences", type=int, default=20000, help="train sentences to fit on")
+    p.add_argument("--per-source", type=int, default=15, help="held-out sentences per source")
+    p.add_argument("--max-words", type=int, default=30)
+    p.add_argument("--split", default="test", choices=("valid", "test"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+
+    data = Path(args.data).expanduser()
+    try:
+        codec = encoders.load(args.codec)
+        fit = sample_lines(data / "train.txt", args.fit_sentences, args.seed)
+        test, _ = load_heldout(data, args.split, args.max_words, args.per_source, args.seed)
+        rows = rvq_round_trip(
+            codec,
+            fit,
+            test,
+            num_codebooks=args.codebooks,
+            codebook_size=args.codebook_size,
+            levels=args.levels,
+            seed=args.seed,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"lcm eval-rvq: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(test)} held-out sentences, codebooks fitted on {len(fit)} train sentences")
+    print(format_table(rows))
+    if args.json:
+        payload = {
+            "codec": args.codec,
+            "data": str(data),
+            "split": args.split,
+            "sentences": len(test),
+            "fit_sentences": len(fit),
+            "codebook_size": args.codebook_size,
+            "rows": [dataclasses.asdict(r) for r in rows],
+        }
+        write_text_atomic(Path(args.json), json.dumps(payload, indent=1) + "\n")
     return 0

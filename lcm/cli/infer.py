@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import encoders
+from encoders.evaluate import decoding_name
 from lcm.cli.args import (
     add_decoding_args,
     add_reencode_arg,
@@ -22,8 +24,13 @@ from lcm.cli.args import (
     positive_float,
     positive_int,
 )
+from lcm.eval import tasks as T
 from lcm.generate import GenerationConfig
+from lcm.io import write_text_atomic
 from lcm.models.protocols import MAX_SENTENCES
+from lcm.models.token_lm import TokenLMPipeline, is_token_lm, load_token_lm
+from lcm.pipeline import Pipeline
+from lcm.text.segment import text_sentences
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -125,8 +132,6 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _pipeline(args: argparse.Namespace) -> Any:
-    from lcm.models.token_lm import is_token_lm
-    from lcm.pipeline import Pipeline
 
     if args.model != "default" and is_token_lm(args.model):
         return _token_pipeline(args)
@@ -141,8 +146,6 @@ def _pipeline(args: argparse.Namespace) -> Any:
 
 def _token_pipeline(args: argparse.Namespace) -> Any:
     """The token-level peer behind the pipeline's summarize/expand methods (greedy)."""
-    import encoders
-    from lcm.models.token_lm import TokenLMPipeline, load_token_lm
 
     model, cfg, markers = load_token_lm(args.model)
     return TokenLMPipeline(model, encoders.load(args.codec or cfg.codec), markers)
@@ -242,7 +245,6 @@ def generate_main(argv: Sequence[str]) -> int:
     check_decoding_args(p, args)
 
     def run() -> int:
-        from lcm.data.segment import text_sentences
 
         prefix = text_sentences(read_text(args.file))
         if not prefix:
@@ -289,9 +291,6 @@ def eval_task_main(argv: Sequence[str]) -> int:
             p.error(f"--systems: unknown system {name!r} (model, lead-K with K >= 1, roundtrip)")
 
     def run() -> int:
-        from encoders.evaluate import decoding_name
-        from lcm.eval import tasks as T
-        from lcm.io import write_text_atomic
 
         examples = T.read_examples(
             args.data,

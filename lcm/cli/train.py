@@ -7,6 +7,15 @@ import sys
 from collections.abc import Sequence
 
 from lcm.cli.args import positive_float
+from lcm.config import ConfigError
+from lcm.text.readers import DataError
+from trainers.checkpoint import CheckpointError
+from trainers.config import load_train_config
+from trainers.distributed import initialize_from_env
+from trainers.loop import NonFiniteLossError, TrainingInterrupted, train
+from trainers.run_dir import RunLockedError
+from trainers.state import load_trained_model
+from trainers.tasks import get_task
 
 
 def train_main(argv: Sequence[str]) -> int:
@@ -33,14 +42,7 @@ def train_main(argv: Sequence[str]) -> int:
     )
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides
 
-    from lcm.config import ConfigError
-    from lcm.data.readers import DataError
-    from trainers.config import load_train_config
-    from trainers.distributed import initialize_from_env
-
     initialize_from_env()  # before any JAX computation; a no-op for single-process runs
-    from trainers.loop import NonFiniteLossError, TrainingInterrupted, train
-    from trainers.run_dir import RunLockedError
 
     try:
         cfg = load_train_config(args.config, args.overrides)
@@ -72,7 +74,7 @@ def train_main(argv: Sequence[str]) -> int:
         return 1
     last = result.last_metrics
     summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
-    print(f"finished {cfg.task} at step {result.step} in {result.run_dir}: {summary}")
+    print(f"finished {cfg.family} at step {result.step} in {result.run_dir}: {summary}")
     return 0
 
 
@@ -87,19 +89,15 @@ def export_main(argv: Sequence[str]) -> int:
     parser.add_argument("out_dir", help="where to write the model directory")
     args = parser.parse_args(argv)
 
-    from trainers.checkpoint import CheckpointError
-    from trainers.state import load_trained_model
-    from trainers.tasks import get_task
-
     try:
         cfg, model, step = load_trained_model(args.run_dir)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"lcm export: {e}", file=sys.stderr)
         return 2
-    task = get_task(cfg.task)
+    task = get_task(cfg.family)
     if task.export is None:
-        print(f"lcm export: task {cfg.task!r} has no model-directory format", file=sys.stderr)
+        print(f"lcm export: task {cfg.family!r} has no model-directory format", file=sys.stderr)
         return 2
     task.export(model, cfg.model, cfg.data, args.out_dir)
-    print(f"exported {cfg.task} step {step} from {args.run_dir} to {args.out_dir}")
+    print(f"exported {cfg.family} step {step} from {args.run_dir} to {args.out_dir}")
     return 0

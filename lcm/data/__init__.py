@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lcm.data.readers import DataError, Document, ReadStats, iter_documents, read_documents
-from lcm.data.segment import (
+from lcm.text.readers import DataError, Document, ReadStats, iter_documents, read_documents
+from lcm.text.segment import (
     segment_document,
     split_paragraphs,
     split_sentences,

@@ -2,7 +2,7 @@
 
 Pipeline: documents (Parquet shards whose ``embeddings`` column is filled, or a synthetic
 source) -> the end-of-text concept appended to each document -> normalized with the fitted
-:class:`~lcm.models.normalizer.Normalizer` -> one in-memory ``float32 [N, D]`` array plus
+:class:`~lcm.data.normalizer.Normalizer` -> one in-memory ``float32 [N, D]`` array plus
 document offsets (:class:`ConceptSet`) -> documents longer than ``max_seq_len`` wrapped into
 pieces -> pieces packed (best fit) or padded into rows of ``max_seq_len`` -> batches of rows.
 
@@ -32,11 +32,10 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from lcm.data.readers import DataError
+from lcm.data.normalizer import Method, Normalizer
+from lcm.data.shards import EOT_FILE, read_shards, read_space
 from lcm.io import load_vector
-from lcm.models.normalizer import Method, Normalizer
-
-EOT_FILE = "eot.npy"  # the end-of-text concept, written next to embedded shards
+from lcm.text.readers import DataError
 
 
 class RawDocument(NamedTuple):
@@ -205,8 +204,6 @@ def _context_of(meta_json: str | None, n: int, doc_id: str, path: str) -> int:
 
 
 def _shard_documents(path: str) -> Iterator[RawDocument]:
-    from lcm.data.shards import read_shards  # pyarrow only where shards are read
-
     for row in read_shards(path, columns=["doc_id", "embeddings", "meta_json"]):
         emb = row["embeddings"]
         if emb is None:
@@ -293,8 +290,6 @@ def check_same_space(
     Raises:
         DataError: Naming what disagrees.
     """
-    from lcm.data.embed import read_space  # pyarrow only where shards are read
-
     base = Path(cfg.shards)
     folder = base.parent if base.is_file() else base
     codec = (read_space(cfg.shards) or {}).get("codec")

@@ -19,13 +19,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from lcm.data.concepts import EOT_FILE
-from lcm.data.readers import DataError
-from lcm.data.shards import ShardWriter, read_shards
+from lcm.data.shards import EOT_FILE, SPACE_FILE, ShardWriter, read_shards, read_space
 from lcm.io import replaced_on_success, save_npy_atomic, write_text_atomic
+from lcm.text.readers import DataError
 
 END_OF_TEXT = "End of text."
-SPACE_FILE = "embedding.json"  # the space record: which codec, at which precision
 
 
 class SentenceEncoder(Protocol):
@@ -92,21 +90,6 @@ def encoder_space(encoder: SentenceEncoder) -> dict[str, Any]:
         "codec": getattr(encoder, "fingerprint", None),
         "precision": getattr(encoder, "encode_precision", None),
     }
-
-
-def read_space(shards: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The space record (:data:`SPACE_FILE`) of an embedded dataset, or None if it has none."""
-    base = Path(shards)
-    path = (base.parent if base.is_file() else base) / SPACE_FILE
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise DataError(f"{path}: unreadable ({e})", path=str(path)) from None
-    if not isinstance(record, dict):
-        raise DataError(f"{path}: not a space record", path=str(path))
-    return record
 
 
 def check_space(out: Path, space: dict[str, Any]) -> None:

@@ -27,7 +27,8 @@ import numpy as np
 
 from encoders.tokenizer import PAD_ID  # SONAR's padding id is the same
 from lcm.data.concepts import ConceptDataConfig, ConceptSource, in_split, load_concepts
-from lcm.data.readers import DataError
+from lcm.data.shards import read_shards
+from lcm.text.readers import DataError
 
 TOKEN_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
 
@@ -83,8 +84,6 @@ def load_token_table(cfg: SentenceTargetDataConfig, tokenize: Tokenize) -> Token
     Raises:
         DataError: The shards' documents or sentence counts disagree with the concepts.
     """
-    from lcm.data.shards import read_shards  # pyarrow only where shards are read
-
     concepts = load_concepts(cfg)
     n, cap = len(concepts.vectors), cfg.target_tokens
     ids = np.full((n, cap), PAD_ID, np.int32)

@@ -33,9 +33,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lcm.data.readers import DataError, Document
-from lcm.data.segment import segment_document
 from lcm.io import replaced_on_success, write_text_atomic
+from lcm.text.readers import DataError, Document
+from lcm.text.segment import segment_document
+
+EOT_FILE = "eot.npy"  # the end-of-text concept, written next to embedded shards
+SPACE_FILE = "embedding.json"  # the space record: which codec, at which precision
 
 __all__ = [
     "MANIFEST_NAME",
@@ -503,7 +506,7 @@ def write_documents(
     """Segment documents into sentences and write them as Parquet shards.
 
     Args:
-        docs: Documents, e.g. from :func:`lcm.data.readers.iter_documents`.
+        docs: Documents, e.g. from :func:`lcm.text.readers.iter_documents`.
         out_dir: Output directory (see :class:`ShardWriter`).
         max_chars: Sentence length cap passed to ``segment_document``.
         docs_per_shard: Documents per shard file.
@@ -551,3 +554,18 @@ def write_documents(
         "sentence_chars_mean": round(n_chars / n_sents, 1) if n_sents else math.nan,
         "shards": [str(Path(out_dir) / p.name) for p in w.close()],  # staged paths moved
     }
+
+
+def read_space(shards: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The space record (:data:`SPACE_FILE`) of an embedded dataset, or None if it has none."""
+    base = Path(shards)
+    path = (base.parent if base.is_file() else base) / SPACE_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataError(f"{path}: unreadable ({e})", path=str(path)) from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: not a space record", path=str(path))
+    return record

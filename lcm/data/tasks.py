@@ -23,9 +23,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lcm.data.readers import DataError, ReadStats, read_documents
-from lcm.data.segment import segment_document
 from lcm.data.shards import ShardWriter
+from lcm.text.readers import DataError, ReadStats, read_documents
+from lcm.text.segment import segment_document
 
 # The task markers: encoded like any sentence and placed between input and target.
 TASK_MARKERS: dict[str, str] = {"summarize": "[SUMMARY]:", "expand": "[EXPAND]:"}

@@ -28,8 +28,8 @@ import numpy as np
 
 from encoders.tokenizer import EOS_ID
 from lcm.data.concepts import RowOrder, pack_rows
-from lcm.data.readers import read_documents
 from lcm.data.tasks import TASK_MARKERS
+from lcm.text.readers import read_documents
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,9 +15,9 @@ import numpy as np
 from flax import nnx
 
 from lcm.data.concepts import ConceptSet, RowTable, gather_rows
+from lcm.data.normalizer import Normalizer
 from lcm.eval.metrics import Codec, contrastive_accuracy, l2_distances, round_trip
 from lcm.models.base_lcm import next_concept_targets
-from lcm.models.normalizer import Normalizer
 from lcm.models.protocols import NextConceptModel, SamplingOptions
 
 

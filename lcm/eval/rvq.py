@@ -10,10 +10,7 @@ round trip is the ceiling. ``lcm eval-rvq`` is the command line.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,9 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from encoders.codec import Codec
-from encoders.evaluate import load_heldout, score
-from lcm.io import write_text_atomic
-from lcm.models.normalizer import Normalizer
+from encoders.evaluate import score
+from lcm.data.normalizer import Normalizer
 from lcm.models.rvq import fit_rvq, rvq_decode, rvq_encode, rvq_partial_sums
 
 
@@ -117,58 +113,3 @@ def sample_lines(path: Path, count: int, seed: int = 0) -> list[str]:
         raise ValueError(f"{path} has no non-empty line")
     pick = np.random.default_rng(seed).permutation(len(lines))[:count]
     return [lines[i] for i in sorted(pick)]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``lcm eval-rvq``: decoder round trip of RVQ-quantized concepts per number of codebooks."""
-    p = argparse.ArgumentParser(
-        prog="lcm eval-rvq",
-        description="Fit RVQ codebooks on concepts of training sentences, then decode held-out "
-        "sentences quantized with 1..K codebooks and score the text against the original.",
-    )
-    p.add_argument("--data", required=True, help="prepared codec data (train.txt, test.txt)")
-    p.add_argument("--codec", default="default", help='"default" or a codec model directory')
-    p.add_argument("--codebooks", type=int, default=8, help="K")
-    p.add_argument("--codebook-size", type=int, default=256, help="V")
-    p.add_argument("--levels", type=int, nargs="*", help="numbers of codebooks (default 1..K)")
-    p.add_argument("--fit-sentences", type=int, default=20000, help="train sentences to fit on")
-    p.add_argument("--per-source", type=int, default=15, help="held-out sentences per source")
-    p.add_argument("--max-words", type=int, default=30)
-    p.add_argument("--split", default="test", choices=("valid", "test"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", help="also write the rows as JSON here")
-    args = p.parse_args(argv)
-
-    import encoders
-
-    data = Path(args.data).expanduser()
-    try:
-        codec = encoders.load(args.codec)
-        fit = sample_lines(data / "train.txt", args.fit_sentences, args.seed)
-        test, _ = load_heldout(data, args.split, args.max_words, args.per_source, args.seed)
-        rows = rvq_round_trip(
-            codec,
-            fit,
-            test,
-            num_codebooks=args.codebooks,
-            codebook_size=args.codebook_size,
-            levels=args.levels,
-            seed=args.seed,
-        )
-    except (FileNotFoundError, ValueError) as e:
-        print(f"lcm eval-rvq: {e}", file=sys.stderr)
-        return 2
-    print(f"{len(test)} held-out sentences, codebooks fitted on {len(fit)} train sentences")
-    print(format_table(rows))
-    if args.json:
-        payload = {
-            "codec": args.codec,
-            "data": str(data),
-            "split": args.split,
-            "sentences": len(test),
-            "fit_sentences": len(fit),
-            "codebook_size": args.codebook_size,
-            "rows": [dataclasses.asdict(r) for r in rows],
-        }
-        write_text_atomic(Path(args.json), json.dumps(payload, indent=1) + "\n")
-    return 0

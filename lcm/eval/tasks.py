@@ -21,8 +21,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lcm.data.readers import read_documents
-from lcm.data.segment import text_sentences
+from lcm.text.readers import read_documents
+from lcm.text.segment import text_sentences
 
 if TYPE_CHECKING:
     import numpy as np

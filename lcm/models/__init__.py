@@ -1,1 +1,1 @@
-"""Next-concept models and the concept normalizer."""
+"""Next-concept models: the families, their shared generation and the model directory."""

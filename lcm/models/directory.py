@@ -23,8 +23,8 @@ import numpy as np
 from flax import nnx
 
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml, to_dict
+from lcm.data.normalizer import Normalizer
 from lcm.io import load_vector, save_npy_atomic, write_bytes_atomic
-from lcm.models.normalizer import Normalizer
 from lcm.nn.weights import build_with_weights, load_weights, save_weights
 from trainers.tasks import get_task
 

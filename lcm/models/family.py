@@ -2,7 +2,7 @@
 
 A family module (``lcm/models/<family>.py``) holds its model, its config and its ``TASK``,
 usually ``concept_task(name, Config, Model)``; ``trainers.tasks.TASKS`` names the families of
-this package, and a config's ``task:`` may name any other by its import path
+this package, and a config's ``family:`` may name any other by its import path
 (``"my_package.my_family:TASK"``). The concept size D always comes from the data.
 """
 

@@ -1,7 +1,7 @@
 """What every next-concept model offers to training, evaluation and generation.
 
 All vectors a model sees or returns are *normalized* concepts (see
-:class:`lcm.models.normalizer.Normalizer`); callers normalize prompts and denormalize outputs.
+:class:`lcm.data.normalizer.Normalizer`); callers normalize prompts and denormalize outputs.
 
 A training batch (from :mod:`lcm.data.concepts`) is a dict of ``concepts [B, T, D]`` float32,
 ``segment_ids [B, T]`` int32 (document piece, 0 = padding), ``positions [B, T]`` int32

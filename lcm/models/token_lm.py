@@ -25,7 +25,6 @@ from flax import nnx
 
 from encoders.tokenizer import EOS_ID, PAD_ID
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml, to_dict
-from lcm.data.segment import text_sentences
 from lcm.data.tasks import TASK_MARKERS
 from lcm.data.token_tasks import TokenTaskDataConfig, TokenTaskSource
 from lcm.io import write_bytes_atomic
@@ -41,6 +40,7 @@ from lcm.models.protocols import (
 )
 from lcm.nn import TokenEmbedding
 from lcm.nn.weights import build_with_weights, load_weights, save_weights
+from lcm.text.segment import text_sentences
 from trainers.task import DataContext, Task
 
 

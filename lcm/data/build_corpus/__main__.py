@@ -2,6 +2,6 @@
 
 import sys
 
-from lcm.data.build_corpus import main
+from lcm.data.build_corpus.build import main
 
 sys.exit(main())

@@ -19,7 +19,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from lcm.data.build_corpus import sword
+from lcm.data.build_corpus import rdata, sword
 from lcm.data.build_corpus.textutil import normalize_ws, prose_paragraphs
 
 Doc = dict[str, Any]
@@ -162,9 +162,9 @@ def austen(root: Path) -> Iterator[Doc]:
     Blank lines separate paragraphs; text before the first chapter heading is dropped;
     the books in ``AUSTEN_EXCLUDED`` are skipped.
     """
-    from lcm.data.build_corpus.rdata import load_lazy  # only this source needs it
-
-    data = load_lazy(root / "r-cran-janeaustenr/usr/lib/R/site-library/janeaustenr/data/Rdata")
+    data = rdata.load_lazy(
+        root / "r-cran-janeaustenr/usr/lib/R/site-library/janeaustenr/data/Rdata"
+    )
     for book, lines in data.items():
         if book in AUSTEN_EXCLUDED:
             continue

@@ -41,14 +41,14 @@ import numpy as np
 from flax import nnx
 
 from encoders.codec import CARD_FILE, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
-from encoders.sonar import (
+from encoders.sonar.codec import SonarTokenizer
+from encoders.sonar.model import (
     DECODER_ARCHS,
     DEFAULT_LANG,
     ENCODER_ARCHS,
     SONAR_LANGS,
     SonarCodecConfig,
     SonarModel,
-    SonarTokenizer,
     SonarTransformerConfig,
 )
 from lcm.config import save_yaml

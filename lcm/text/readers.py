@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from lcm.data.segment import split_paragraphs
+from lcm.text.segment import split_paragraphs
 
 __all__ = ["DataError", "Document", "ReadStats", "iter_documents", "read_documents"]
 
