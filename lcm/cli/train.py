@@ -96,7 +96,7 @@ def export_main(argv: Sequence[str]) -> int:
         return 2
     task = get_task(cfg.family)
     if task.export is None:
-        print(f"lcm export: task {cfg.family!r} has no model-directory format", file=sys.stderr)
+        print(f"lcm export: family {cfg.family!r} has no model-directory format", file=sys.stderr)
         return 2
     task.export(model, cfg.model, cfg.data, args.out_dir)
     print(f"exported {cfg.family} step {step} from {args.run_dir} to {args.out_dir}")
