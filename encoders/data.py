@@ -11,8 +11,9 @@ source and tokenized once; and the deterministic, length-bucketed :class:`CodecB
 * ``manifest.json``: sources, per split/source sentence counts, weights and settings.
 
 Splits are chosen per document by a hash of (source, document id), so a document never
-straddles splits; whole sources can be held out for testing; the pairs file keeps its own
-split. A valid/test sentence that also occurs in train is dropped from valid/test.
+straddles splits; whole sources can be held out for testing, and the unseen-domain sources
+of :data:`lcm.text.heldout.HELDOUT_SOURCES` always are; the pairs file keeps its own split.
+A valid/test sentence that also occurs in train is dropped from valid/test.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 from encoders.config import CodecDataConfig, CodecModelConfig
 from encoders.tokenizer import EOS_ID, Tokenizer, train_tokenizer
 from lcm.io import save_npy_atomic, write_bytes_atomic
+from lcm.text.heldout import HELDOUT_SOURCES
 from lcm.text.readers import ReadStats, read_documents
 from lcm.text.segment import segment_document
 
@@ -151,7 +153,8 @@ def prepare(
         min_chars: Shorter sentences (and ones without letters) are dropped.
         valid_fraction: Share of documents in the valid split.
         test_fraction: Share of documents in the test split.
-        holdout_sources: Sources whose documents all go to test (never trained on).
+        holdout_sources: Sources whose documents all go to test (never trained on), besides
+            :data:`~lcm.text.heldout.HELDOUT_SOURCES`, which always do.
         weights: Train copies per sentence by source (default :data:`DEFAULT_WEIGHTS`).
         seed: Tokenizer sampling seed.
         tokenizer_path: Reuse this SentencePiece model instead of training one, so that a
@@ -164,6 +167,9 @@ def prepare(
     out = Path(os.path.expanduser(out_dir))
     out.mkdir(parents=True, exist_ok=True)
     weights = DEFAULT_WEIGHTS if weights is None else weights
+    # The unseen-domain sources are test data whatever the caller asked for: a training run
+    # that saw them would make that test measure memorization.
+    holdout = [*holdout_sources, *sorted(HELDOUT_SOURCES.difference(holdout_sources))]
     stats = ReadStats()
     sources: list[str] = []
     # split -> {sentence: source index}; insertion-ordered, so output order is corpus order.
@@ -173,7 +179,7 @@ def prepare(
         if source not in sources:
             sources.append(source)
         src = sources.index(source)
-        if source in holdout_sources:
+        if source in holdout:
             split = "test"
         else:
             split = fixed or split_of(source, doc_id, valid_fraction, test_fraction)
@@ -275,7 +281,7 @@ def prepare(
             "min_chars": min_chars,
             "valid_fraction": valid_fraction,
             "test_fraction": test_fraction,
-            "holdout_sources": list(holdout_sources),
+            "holdout_sources": holdout,
             "weights": {src: weights.get(src, 1.0) for src in sources},
             "seed": seed,
             "tokenizer_path": tokenizer_path,
@@ -448,7 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--holdout",
         default=",".join(DEFAULT_HOLDOUT),
-        help="comma-separated sources kept entirely for test (default: %(default)s)",
+        help="comma-separated sources kept entirely for test (default: %(default)s; "
+        f"{', '.join(sorted(HELDOUT_SOURCES))} always are)",
     )
     parser.add_argument(
         "--weight",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import struct
+import textwrap
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from lcm.data.build_corpus import build as build_corpus
-from lcm.data.build_corpus import debian_pairs, fetch, rdata, sources, sword, textutil
+from lcm.data.build_corpus import debian_pairs, fetch, games, rdata, sources, sword, textutil
 from lcm.data.build_corpus.writer import write_jsonl_gz
+from lcm.text.heldout import HELDOUT_SOURCES
 
 
 def _read_jsonl_gz(path: Path) -> list[dict]:
@@ -354,6 +356,431 @@ def test_fortunes(tmp_path: Path) -> None:
     assert docs[0]["id"] == "fortune/wisdom/0" and docs[0]["title"] == "wisdom"
 
 
+# ------------------------------------------------------------------ game and data packages
+def _write(root: Path, rel: str, text: str) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def test_endless_sky(tmp_path: Path) -> None:
+    data = "endless-sky-data/usr/share/games/endless-sky/data"
+    _write(
+        tmp_path,
+        f"{data}/map.txt",
+        'planet "Blue Harbor"\n'
+        "\tattributes ocean\n"
+        "\tdescription `Blue Harbor is a quiet ocean world with floating towns.`\n"
+        "\tspaceport `The spaceport rises on stilts above the waves.`\n"
+        "\tspaceport `\tDock workers sing while they unload cargo.`\n"
+        "\n"
+        "system Sol\n"
+        "\tpos 0 0\n",
+    )
+    _write(
+        tmp_path,
+        f"{data}/missions.txt",
+        "# a comment line\n"
+        'mission "First Job"\n'
+        '\tdescription "Bring the sealed crate to <destination> before the storm."\n'
+        "\tnpc\n"
+        '\t\tdescription "An escort ship that is only a tag line."\n'
+        "\ton offer\n"
+        "\t\tconversation\n"
+        "\t\t\t`You meet a trader at the bar on <origin>.`\n"
+        "\t\t\tchoice\n"
+        '\t\t\t\t`\t"I will take the job."`\n'
+        "\t\t\t\t\tgoto yes\n"
+        '\t\t\t\t`\t"No, thank you, not today."`\n'
+        "\t\t\t\t\tdecline\n"
+        "\t\t\tlabel yes\n"
+        "\t\t\t`\tShe pays you <credits> in advance.`\n"  # an unknown tag: dropped
+        "\t\t\t`\tYou shake hands on <planet>.`\n"
+        'ship "Tiny Boat"\n'
+        '\tdescription "Fast."\n'  # under 3 words
+        '\tdescription "Blue Harbor is a quiet ocean world with floating towns."\n'  # repeat
+        '\tdescription "The Tiny Boat carries two people and a dog."\n',
+    )
+    # one planet and one system: every placeholder above has a single possible fill
+    assert list(games.endless_sky(tmp_path)) == [
+        {
+            "id": "endless-sky/map.txt/planet/Blue Harbor",
+            "title": "Blue Harbor",
+            "paragraphs": [
+                "Blue Harbor is a quiet ocean world with floating towns.",
+                "The spaceport rises on stilts above the waves.",
+                "Dock workers sing while they unload cargo.",
+            ],
+        },
+        {
+            "id": "endless-sky/missions.txt/mission/First Job",
+            "title": "First Job",
+            "paragraphs": [
+                "Bring the sealed crate to Blue Harbor in the Sol system before the storm.",
+                "You meet a trader at the bar on Blue Harbor.",
+                '"I will take the job."',  # the first option of the choice only
+                "You shake hands on Blue Harbor.",
+            ],
+        },
+        {
+            "id": "endless-sky/missions.txt/ship/Tiny Boat",
+            "title": "Tiny Boat",
+            "paragraphs": ["The Tiny Boat carries two people and a dog."],
+        },
+    ]
+    _write(tmp_path, f"{data}/bad.txt", '\tdescription "An orphan line of text here."\n')
+    with pytest.raises(ValueError, match=r"bad\.txt: indented line before any top-level"):
+        list(games.endless_sky(tmp_path))
+
+
+def test_cataclysm(tmp_path: Path) -> None:
+    base = "cataclysm-dda-data/usr/share/games/cataclysm-dda/json"
+    items = [
+        {
+            "type": "TOOL",
+            "id": "flashlight",
+            "name": {"str": "flashlight"},
+            "description": "A <color_yellow>battery</color> powered light for dark nights.\n"
+            "It is a bit dented.",
+        },
+        {
+            "type": "MONSTER",
+            "id": "mon_x",
+            "name": "zombie",
+            "description": "Short one.",
+            "//": "A developer comment, not prose for players.",
+        },
+    ]
+    talk = {
+        "type": "talk_topic",
+        "id": "TALK_X",
+        "dynamic_line": "It is a bit dented.",  # already seen: dropped
+        "responses": [{"text": "Where are you going, %s?"}, {"text": "I need food and water."}],
+    }
+    snippets = [
+        {
+            "type": "snippet",
+            "category": "note",
+            "text": [
+                {"id": "note_mill", "text": "Meet me at the old mill after dark."},
+                "You have <npc_name> in your debt now.",
+            ],
+        }
+    ]
+    _write(tmp_path, f"{base}/items/tools.json", json.dumps(items))
+    _write(tmp_path, f"{base}/npcs/talk.json", json.dumps(talk))
+    _write(tmp_path, f"{base}/snippets.json", json.dumps(snippets))
+    assert list(games.cataclysm(tmp_path)) == [
+        {
+            "id": "cdda/items/tools.json/TOOL/flashlight",
+            "title": "flashlight",
+            "paragraphs": ["A battery powered light for dark nights.", "It is a bit dented."],
+        },
+        {
+            "id": "cdda/npcs/talk.json/talk_topic/TALK_X",
+            "title": "",
+            "paragraphs": ["I need food and water."],
+        },
+        {
+            "id": "cdda/snippets.json/note/note_mill",
+            "title": "note",
+            "paragraphs": ["Meet me at the old mill after dark."],
+        },
+    ]
+    _write(tmp_path, f"{base}/broken.json", "[{")
+    with pytest.raises(ValueError, match=r"broken\.json: not valid UTF-8 JSON"):
+        list(games.cataclysm(tmp_path))
+
+
+def test_naev(tmp_path: Path) -> None:
+    dat = "naev-data/usr/share/naev/dat"
+    _write(
+        tmp_path,
+        f"{dat}/assets/blue.xml",
+        '<?xml version="1.0"?>\n<asset name="Blue Harbor">\n <general>\n'
+        "  <description>Blue Harbor is a quiet ocean world.\n\n"
+        "Its people fish &amp; farm kelp.</description>\n"
+        "  <bar>The bar smells of salt and engine oil.</bar>\n </general>\n</asset>\n",
+    )
+    _write(tmp_path, f"{dat}/ssys/test.xml", '<ssys name="Test of Stars">\n</ssys>\n')
+    _write(
+        tmp_path,
+        f"{dat}/ships/boat.xml",
+        '<ship name="Tiny Boat">\n <description>The Tiny Boat carries two people and a dog.'
+        "</description>\n</ship>\n",
+    )
+    _write(
+        tmp_path,
+        f"{dat}/events/neutral/news.lua",
+        'articles = {\n   { tag = N_("Pirates Strike Again"), '
+        'desc = _("Pirates raided a convoy near %s yesterday.") },\n}\n',
+    )
+    _write(
+        tmp_path,
+        f"{dat}/missions/neutral/cargo.lua",
+        '--[[\n<mission name="Cargo Run">\n</mission>\n--]]\n'
+        "local text = _([[You meet a trader at the bar on %s.\n\n"
+        '"I will take the job," you say.]])\n'
+        'local bad = _("Pay {credits} now, captain.")\n'
+        'local short = _("Yes.")\n'
+        '-- local old = _("A commented-out line is ignored here.")\n'
+        'local hello = _("#pHello#0, captain. The cargo is ready.")\n',
+    )
+    # "Test ..." places are developer-only, so %s has one possible fill: Blue Harbor
+    assert list(games.naev(tmp_path)) == [
+        {
+            "id": "naev/news/0",
+            "title": "Pirates Strike Again",
+            "paragraphs": ["Pirates raided a convoy near Blue Harbor yesterday."],
+        },
+        {
+            "id": "naev/assets/blue.xml",
+            "title": "Blue Harbor",
+            "paragraphs": [
+                "Blue Harbor is a quiet ocean world.",
+                "Its people fish & farm kelp.",
+                "The bar smells of salt and engine oil.",
+            ],
+        },
+        {
+            "id": "naev/ships/boat.xml",
+            "title": "Tiny Boat",
+            "paragraphs": ["The Tiny Boat carries two people and a dog."],
+        },
+        {
+            "id": "naev/missions/neutral/cargo.lua",
+            "title": "Cargo Run",
+            "paragraphs": [
+                "You meet a trader at the bar on Blue Harbor.",
+                '"I will take the job," you say.',
+                "Hello, captain. The cargo is ready.",
+            ],
+        },
+    ]
+
+
+def test_freedroidrpg(tmp_path: Path) -> None:
+    data = "freedroidrpg-data/usr/share/freedroidrpg/data"
+    _write(
+        tmp_path,
+        f"{data}/storyline/act1/dialogs/Bender.lua",
+        textwrap.dedent(
+            """\
+            --[[WIKI
+            RELATIONSHIP = {
+                text = _"This design note is not dialogue.",
+            }
+            WIKI]]--
+            return {
+                FirstTime = function()
+                    Npc:set_name("Bender - Bodybuilder")
+                    Tux:says(_"Hello there.")
+                    Npc:says(_"Hi, %s! Nice to meet you.", Tux:get_player_name())
+                    Npc:says(_"I have %d credits.", 5)
+                end,
+                {
+                    id = "node0",
+                    text = _"What happened to you?",
+                    code = function()
+                        Npc:says_random(_"I ate a [b]strange[/b] mushroom.", _"Never mind.")
+                    end,
+                },
+            }
+            """
+        ),
+    )
+    _write(  # a computer terminal: a command menu, not dialogue
+        tmp_path,
+        f"{data}/storyline/act1/dialogs/Terminal_Lab.lua",
+        'Tux:says(_"Open the lab door now.")\n',
+    )
+    _write(
+        tmp_path,
+        f"{data}/base/titles/StartOfGame.lua",
+        'title_screen{\nsong = "Bleostrada.ogg",\ntext = _[[The year is 2345.\n\nHello.\n\n'
+        "Tux wakes up in a cryogenic chamber and remembers nothing.]]\n}\n",
+    )
+    _write(
+        tmp_path,
+        f"{data}/base/titles/Credits.lua",
+        "title_screen{\ntext = _[[Many people made this game possible.]]\n}\n",
+    )
+    start = {
+        "id": "freedroidrpg/base/titles/StartOfGame.lua",
+        "title": "StartOfGame",
+        "paragraphs": [
+            "The year is 2345.",
+            "Tux wakes up in a cryogenic chamber and remembers nothing.",
+        ],
+    }
+    lines = [
+        "Hello there.",
+        "Hi, Tux! Nice to meet you.",
+        "What happened to you?",
+        "I ate a strange mushroom.",
+    ]
+    speakers = ["Tux", "Bender - Bodybuilder", "Tux", "Bender - Bodybuilder"]
+    bender = {
+        "id": "freedroidrpg/storyline/act1/dialogs/Bender.lua",
+        "title": "Bender - Bodybuilder",
+        "paragraphs": [f"{who}: {line}" for who, line in zip(speakers, lines)],
+    }
+    assert list(games.freedroidrpg(tmp_path)) == [start, bender]
+    plain = list(games.freedroidrpg(tmp_path, speaker_prefix=False))
+    assert plain[1]["paragraphs"] == lines
+
+
+def test_stellarium(tmp_path: Path) -> None:
+    base = "stellarium-data/usr/share/stellarium"
+    _write(
+        tmp_path,
+        f"{base}/skycultures/norse/info.ini",
+        "[info]\nname = Norse\nlicense = CC BY-SA 4.0\n",
+    )
+    _write(
+        tmp_path,
+        f"{base}/skycultures/norse/description.en.utf8",
+        "<h1>Norse Sky</h1>\n<p>The Norse named the stars after gods [1] and animals.<br>"
+        "Sailors used them to steer.</p>\n<p>Stars: 12</p>\n<h2>References</h2>\n"
+        "<p>Someone wrote a book about the stars in Oslo.</p>\n",
+    )
+    _write(  # a non-commercial licence: skipped
+        tmp_path,
+        f"{base}/skycultures/secret/info.ini",
+        "[info]\nlicense = CC BY-NC-SA 4.0\n",
+    )
+    _write(
+        tmp_path,
+        f"{base}/skycultures/secret/description.en.utf8",
+        "<h1>Secret</h1><p>This essay may not be used commercially.</p>",
+    )
+    _write(
+        tmp_path,
+        f"{base}/landscapes/garden/description.en.utf8",
+        "<h2>Garden</h2><p>A quiet garden with a view of the hills.</p>",
+    )
+    assert list(games.stellarium(tmp_path)) == [
+        {
+            "id": "stellarium/skycultures/norse",
+            "title": "Norse Sky",
+            "paragraphs": [
+                "The Norse named the stars after gods and animals. Sailors used them to steer."
+            ],
+            "license": "CC BY-SA 4.0",
+        },
+        {
+            "id": "stellarium/landscapes/garden",
+            "title": "garden",
+            "paragraphs": ["A quiet garden with a view of the hills."],
+            "license": games.STELLARIUM_LANDSCAPE_LICENCE,
+        },
+    ]
+
+
+def test_wesnoth(tmp_path: Path) -> None:
+    for campaign in games.WESNOTH_CAMPAIGNS:  # every campaign package is needed
+        _write(
+            tmp_path,
+            f"wesnoth-1.16-{campaign}/usr/share/games/wesnoth/1.16/data/campaigns/"
+            f"{campaign.upper()}/_main.cfg",
+            f'[campaign]\n    name= _ "Campaign {campaign}"\n[/campaign]\n',
+        )
+    did = "wesnoth-1.16-did/usr/share/games/wesnoth/1.16/data/campaigns/DID"
+    _write(
+        tmp_path,
+        f"{did}/_main.cfg",
+        '[campaign]\n    name= _ "Descent into Darkness"\n'
+        '    description= _ "A young mage turns to dark magic to save his people from the orcs."'
+        "\n[/campaign]\n",
+    )
+    _write(
+        tmp_path,
+        f"{did}/scenarios/01_Snowy_Encounter.cfg",
+        textwrap.dedent(
+            """\
+            #textdomain wesnoth-did
+            [scenario]
+                id=01_Snowy_Encounter
+                name= _ "Snowy Encounter"
+                [story]
+                    [part]
+                        story= _ "The snow fell on the village of Parthyn.
+
+            The orcs came at dawn."
+                    [/part]
+                [/story]
+                [message]
+                    speaker=Malin_Keshar
+                    message= _ "They are coming! We must warn the ""elders"" now."
+                [/message]
+                [message]
+                    speaker=narrator
+                    message= _ "Night falls over the valley."
+                [/message]
+                [message]
+                    speaker=unit
+                    message= _ "Hold the line, $unit.name|!"
+                [/message]
+                [objectives]
+                    description= _ "Defeat the orcs"
+                [/objectives]
+            [/scenario]
+            """
+        ),
+    )
+    _write(  # unit definitions are left out
+        tmp_path,
+        f"{did}/units/Shade.cfg",
+        '[unit_type]\n    description= _ "A shade is the ghost of a mage who died in anger."\n'
+        "[/unit_type]\n",
+    )
+    assert list(games.wesnoth(tmp_path)) == [
+        {
+            "id": "wesnoth/DID/_main.cfg",
+            "title": "Descent into Darkness",
+            "paragraphs": ["A young mage turns to dark magic to save his people from the orcs."],
+        },
+        {
+            "id": "wesnoth/DID/scenarios/01_Snowy_Encounter.cfg",
+            "title": "Snowy Encounter",
+            "paragraphs": [
+                "The snow fell on the village of Parthyn.",
+                "The orcs came at dawn.",
+                'Malin Keshar: They are coming! We must warn the "elders" now.',
+                "Night falls over the valley.",
+            ],
+        },
+    ]
+    for path in tmp_path.glob("wesnoth-1.16-utbs/**/*.cfg"):
+        path.unlink()
+    with pytest.raises(FileNotFoundError, match="no Wesnoth campaign files .*/wesnoth-1.16-utbs/"):
+        list(games.wesnoth(tmp_path))
+
+
+def test_freeciv_nations(tmp_path: Path) -> None:
+    nation = "freeciv-data/usr/share/games/freeciv/nation"
+    _write(
+        tmp_path,
+        f"{nation}/danish.ruleset",
+        '[nation_danish]\n\nname=_("Danish")\nplural=_("?plural:Danes")\n'
+        'groups="Modern", "Medieval"\n'
+        'legend=_("The founding of the Danish kingdom is assigned to the\\\n'
+        ' reign of Harald \\"Bluetooth\\".")\n',
+    )
+    _write(tmp_path, f"{nation}/tiny.ruleset", 'name=_("Tiny")\nlegend=_("Too short.")\n')
+    assert list(games.freeciv_nations(tmp_path)) == [
+        {
+            "id": "freeciv/nation/danish.ruleset",
+            "title": "Danes",
+            "paragraphs": [
+                'The founding of the Danish kingdom is assigned to the reign of Harald "Bluetooth".'
+            ],
+        }
+    ]
+    with pytest.raises(FileNotFoundError, match="no Freeciv nation rulesets"):
+        list(games.freeciv_nations(tmp_path / "elsewhere"))
+
+
 # ------------------------------------------------------------------------------ R data
 def _xdr_int(*values: int) -> bytes:
     return struct.pack(f">{len(values)}i", *values)
@@ -464,9 +891,47 @@ def test_cli_rejects_unknown_sources_and_conflicting_modes(capsys) -> None:
 
 
 def test_every_source_is_registered_with_packages() -> None:
-    assert len(sources.SOURCES) == 26  # the sources of the shared data folder
+    # the 26 sources of the shared data folder and the 7 game/data packages of issue 21
+    assert len(sources.SOURCES) == 33
     for name, source in sources.SOURCES.items():
         assert source.name == name and source.packages and source.license
+    assert {n for n, s in sources.SOURCES.items() if s.heldout} == HELDOUT_SOURCES
+    assert len(sources.SOURCES["wesnoth"].packages) == 16
+
+
+def test_summary_marks_heldout_sources() -> None:
+    table = build_corpus._summary_table({"naev": 3, "wesnoth": 2}, None).splitlines()
+    assert build_corpus.HELDOUT_NOTE not in table[1] and table[1].startswith("naev")
+    assert table[2].startswith("wesnoth") and table[2].endswith(f"[{build_corpus.HELDOUT_NOTE}]")
+
+
+def test_prepare_puts_heldout_sources_into_test_only(tmp_path: Path) -> None:
+    from encoders.data import prepare  # the codec's data step (imports numpy, jax)
+
+    corpus = tmp_path / "corpus"
+    docs = [
+        {"id": f"d{i}", "paragraphs": [f"Sentence number {i} of the {{}} source is here."]}
+        for i in range(40)
+    ]
+    for source in ("naev", "wesnoth", "freeciv_nations"):
+        records = [{**d, "paragraphs": [d["paragraphs"][0].format(source)]} for d in docs]
+        write_jsonl_gz(corpus / f"{source}.docs.jsonl.gz", records)
+    tokenizer = Path(__file__).resolve().parents[1] / "encoders/default/tokenizer.model"
+    manifest = prepare(
+        str(corpus),
+        str(tmp_path / "out"),
+        holdout_sources=(),  # asks for no held-out source: the unseen-domain ones still are
+        valid_fraction=0.3,
+        test_fraction=0.3,
+        tokenizer_path=str(tokenizer),
+    )
+    per_source = manifest["per_source"]
+    for source in HELDOUT_SOURCES:
+        assert per_source[source] == {"train": 0, "valid": 0, "test": 40, "train_mixture": 0}
+    assert per_source["naev"]["train"] > 0 and per_source["naev"]["valid"] > 0
+    assert set(manifest["settings"]["holdout_sources"]) == HELDOUT_SOURCES
+    train = (tmp_path / "out/train.txt").read_text()
+    assert "wesnoth" not in train and "freeciv_nations" not in train
 
 
 def test_main_end_to_end_with_a_fake_apt(monkeypatch, capsys, tmp_path: Path) -> None:

@@ -51,6 +51,20 @@ def test_shards_reports_skips_and_strict_stops(tmp_path: Path, capsys) -> None:
     assert not list((tmp_path / "b").glob("*.parquet"))  # nothing published
 
 
+def test_shards_warns_about_heldout_sources(tmp_path: Path, capsys) -> None:
+    doc = '{"id": "a", "paragraphs": ["The orcs came at dawn."]}\n'
+    (tmp_path / "wesnoth.docs.jsonl").write_text(doc)
+    (tmp_path / "naev.docs.jsonl").write_text(doc)
+    argv = ["shards", str(tmp_path / "naev.docs.jsonl"), "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "train")]) == 0
+    assert "held-out" not in capsys.readouterr().err
+    argv.insert(1, str(tmp_path / "wesnoth.docs.jsonl"))
+    assert main([*argv, "--out", str(tmp_path / "mixed")]) == 0  # written, with a warning
+    err = capsys.readouterr().err
+    assert "warning:" in err and "held-out test source(s) wesnoth" in err and "never train" in err
+    assert len(list(read_shards(tmp_path / "mixed", columns=["doc_id"]))) == 2
+
+
 def test_shards_errors(tmp_path: Path, capsys) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("")

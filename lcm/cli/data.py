@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from lcm.cli.args import positive_int
@@ -26,7 +27,15 @@ from lcm.data.embed import embed_shards, read_space, sample_embeddings
 from lcm.data.normalizer import Normalizer
 from lcm.data.shards import write_documents
 from lcm.data.tasks import build_task_shards
-from lcm.text.readers import FORMATS, DataError, ReadStats, iter_documents, read_documents
+from lcm.text.heldout import HELDOUT_SOURCES
+from lcm.text.readers import (
+    FORMATS,
+    DataError,
+    Document,
+    ReadStats,
+    iter_documents,
+    read_documents,
+)
 from lcm.text.segment import segment_document, split_paragraphs
 
 if TYPE_CHECKING:
@@ -166,9 +175,18 @@ def _setup_logging() -> None:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _noting_heldout(docs: Iterator[Document], found: set[str]) -> Iterator[Document]:
+    """Pass ``docs`` through, adding the held-out sources among them to ``found``."""
+    for doc in docs:
+        if doc.source in HELDOUT_SOURCES:
+            found.add(doc.source)
+        yield doc
+
+
 def _cmd_shards(args: argparse.Namespace) -> int:
 
     stats = ReadStats()
+    heldout: set[str] = set()
     try:
         docs = iter_documents(
             args.inputs,
@@ -178,7 +196,7 @@ def _cmd_shards(args: argparse.Namespace) -> int:
             on_error="raise" if args.strict else "skip",
         )
         result = write_documents(
-            docs,
+            _noting_heldout(docs, heldout),
             args.out,
             max_chars=args.max_chars,
             docs_per_shard=args.docs_per_shard,
@@ -201,6 +219,15 @@ def _cmd_shards(args: argparse.Namespace) -> int:
         f"(max {result['sentence_chars_max']} chars) to {len(result['shards'])} shard(s) in "
         f"{args.out}; {result['skipped_no_sentences']} document(s) without sentences skipped"
     )
+    if heldout:
+        # Shards do not know what they will be used for, so warn rather than refuse: these
+        # shards are right for evaluation and wrong for training.
+        print(
+            f"{_PROG} shards: warning: {args.out} holds the held-out test source(s) "
+            f"{', '.join(sorted(heldout))} (lcm.text.heldout): evaluate on them, never train "
+            "on them",
+            file=sys.stderr,
+        )
     problems = stats.skipped + stats.empty_files + stats.read_errors
     if problems:
         # Skips must never go unnoticed, even when stdout is redirected.

@@ -26,9 +26,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="lcm data build-corpus",
         description="Rebuild the English corpus and the Debian summary/document pairs from "
         "Debian packages. Needs a Debian (bookworm) system with apt-get and dpkg-deb and "
-        "access to a Debian archive; downloads about 170 MB and unpacks about 1.3 GB into the "
-        "work dir. Outputs: OUT/pairs/debian_bookworm.jsonl.gz and "
-        "OUT/corpus/<source>.docs.jsonl.gz.",
+        "access to a Debian archive; downloads about 1.3 GB and unpacks about 2.8 GB into the "
+        "work dir (the game-data sources are most of it). Outputs: "
+        "OUT/pairs/debian_bookworm.jsonl.gz and OUT/corpus/<source>.docs.jsonl.gz.",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("data"), help="output dir (default: %(default)s)"
@@ -104,8 +104,17 @@ def _build_corpus(ws: AptWorkspace, out: Path, names: list[str]) -> dict[str, in
     return docs
 
 
+HELDOUT_NOTE = "HELD-OUT: test only, never train on it"
+
+
 def _summary_table(docs: dict[str, int], pairs: dict[str, int] | None) -> str:
-    rows = [(name, f"{n:,}", sources.SOURCES[name].license) for name, n in docs.items()]
+    rows = []
+    for name, n in docs.items():
+        source = sources.SOURCES[name]
+        # The held-out sources sit in the same corpus dir as the others: say so where the
+        # user first sees them, so that no one globs them into a training run by accident.
+        note = f"{source.license}  [{HELDOUT_NOTE}]" if source.heldout else source.license
+        rows.append((name, f"{n:,}", note))
     if docs:
         rows.append(("total", f"{sum(docs.values()):,}", ""))
     if pairs is not None:

@@ -4,7 +4,8 @@ Every extractor takes the unpack root (``<work>/x``, holding one ``<package>/`` 
 downloaded ``.deb``) and yields documents. Document ids are paths relative to that root (or
 ``<source>/<key>``), so they are stable across machines. Paragraphs are whitespace-normalized
 and, for most sources, only those with at least one sentence-like sentence are kept: the
-corpus is for prose, not for code, tables or lists.
+corpus is for prose, not for code, tables or lists. The extractors of the game and data
+packages are in :mod:`.games`; their sources are registered here like the others.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from lcm.data.build_corpus import rdata, sword
+from lcm.data.build_corpus import games, rdata, sword
 from lcm.data.build_corpus.textutil import normalize_ws, prose_paragraphs
 
 Doc = dict[str, Any]
@@ -464,12 +465,17 @@ def manpages(root: Path) -> Iterator[Doc]:
 # ---------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class Source:
-    """A corpus source: where it comes from and how to extract it."""
+    """A corpus source: where it comes from and how to extract it.
+
+    ``heldout``: a test-only source, never to be trained on (the codec's unseen-domain test);
+    the held-out sources are exactly :data:`lcm.text.heldout.HELDOUT_SOURCES`.
+    """
 
     name: str
     packages: tuple[str, ...]
     extract: Extractor
     license: str
+    heldout: bool = False
 
 
 def _html(name: str, package: str, pattern: str, license_: str, exclude: str | None = None):
@@ -575,6 +581,32 @@ SOURCES: dict[str, Source] = {
             "developers-reference",
             "usr/share/developers-reference/*.html",
             "MIT-like",
+        ),
+        # Issue 21: game and data packages (see games.py); the versions are bookworm's.
+        # endless-sky-data 0.9.8-1.2
+        Source("endless_sky", (games.ENDLESS_SKY_PACKAGE,), games.endless_sky, "GPL-3+ (text)"),
+        # cataclysm-dda-data 0.F-3-9
+        Source("cataclysm", (games.CATACLYSM_PACKAGE,), games.cataclysm, "CC-BY-SA-3.0"),
+        # naev-data 0.8.2-1
+        Source("naev", (games.NAEV_PACKAGE,), games.naev, "GPL-3+"),
+        # freedroidrpg-data 1.0-1
+        Source("freedroidrpg", (games.FREEDROIDRPG_PACKAGE,), games.freedroidrpg, "GPL-2+"),
+        # stellarium-data 0.22.2-1; each sky culture's own licence is kept per document
+        Source(
+            "stellarium",
+            (games.STELLARIUM_PACKAGE,),
+            games.stellarium,
+            "GPL-2+ / CC BY-SA per culture (NC/ND skipped)",
+        ),
+        # wesnoth-1.16-{16 campaigns} 1:1.16.9-1; held out (narrative and dialogue)
+        Source("wesnoth", games.WESNOTH_PACKAGES, games.wesnoth, "GPL-2+", heldout=True),
+        # freeciv-data 3.0.6-1+deb12u1; held out (encyclopedic)
+        Source(
+            "freeciv_nations",
+            (games.FREECIV_PACKAGE,),
+            games.freeciv_nations,
+            "GPL-2+",
+            heldout=True,
         ),
     )
 }
