@@ -9,14 +9,13 @@ import pytest
 from flax import nnx
 
 from lcm.nn import (
-    CrossAttention,
+    Attention,
     DecoderBlock,
     EncoderBlock,
     KVCache,
     LayerNorm,
     LearnedPositions,
     RMSNorm,
-    SelfAttention,
     TokenEmbedding,
     apply_rope,
     cached_attention,
@@ -89,7 +88,7 @@ def test_cached_attention_equals_dot_product_attention_and_writes_in_place() -> 
 
 
 def test_causal_self_attention_ignores_the_future() -> None:
-    attn = SelfAttention(D, HEADS, rngs=nnx.Rngs(0))
+    attn = Attention(D, HEADS, rngs=nnx.Rngs(0))
     x = _x(1, (1, 6, D))
     changed = x.at[:, 4:].set(_x(2, (1, 2, D)))
     run = jax.jit(lambda x: attn(x, causal=True))
@@ -108,20 +107,22 @@ def test_padding_mask_makes_outputs_independent_of_pad_contents() -> None:
 
 
 def test_single_key_cross_attention_is_exact_and_checked() -> None:
-    full = CrossAttention(D, HEADS, rngs=nnx.Rngs(0))
+    full = Attention(D, HEADS, kind="cross", rngs=nnx.Rngs(0))
     x, m = _x(1, (2, 5, D)), _x(2, (2, 1, D))
     # Generic attention over one key gives the same output at every query position.
     out = full(x, full.project_memory(m))
     np.testing.assert_allclose(out, jnp.broadcast_to(out[:, :1], out.shape), atol=1e-6)
-    single = CrossAttention(D, HEADS, single_key=True, rngs=nnx.Rngs(0))
+    single = Attention(D, HEADS, kind="single_key", rngs=nnx.Rngs(0))
     assert not hasattr(single, "query")
     assert single(x, single.project_memory(m)).shape == (2, 5, D)
     with pytest.raises(ValueError, match="length 1"):
         single.project_memory(_x(3, (2, 2, D)))
+    # Without a memory, each position attends to itself only: out(value(x)).
+    np.testing.assert_allclose(single(x), single.out(single.value(x)), rtol=1e-5, atol=1e-6)
 
 
 def test_cross_attention_memory_mask() -> None:
-    attn = CrossAttention(D, HEADS, rngs=nnx.Rngs(0))
+    attn = Attention(D, HEADS, kind="cross", rngs=nnx.Rngs(0))
     x, m = _x(1, (1, 3, D)), _x(2, (1, 4, D))
     mask = jnp.array([[True, True, False, False]])
     a = attn(x, attn.project_memory(m, mask))
@@ -133,9 +134,7 @@ def test_heads_first_memory_attends_like_the_slots_first_layout() -> None:
     """A memory stored heads-first (reused over DDIM steps) gives the outputs of
     ``jax.nn.dot_product_attention`` over the slots-first one: unmasked, padded and under a
     per-query mask, and for a single-key memory."""
-    from lcm.nn.masked_attention import MaskedCrossAttention
-
-    attn = MaskedCrossAttention(D, HEADS, rngs=nnx.Rngs(0))
+    attn = Attention(D, HEADS, kind="cross", rngs=nnx.Rngs(0))
     x, m = _x(1, (2, 3, D)), _x(2, (2, 5, D))
     pad = jnp.array([[True] * 5, [True, True, True, False, False]])
     for memory in (attn.project_memory(m), attn.project_memory(m, pad)):
@@ -145,11 +144,11 @@ def test_heads_first_memory_attends_like_the_slots_first_layout() -> None:
     per_query = _x(3, (2, 3, 5)) > 0
     per_query = per_query.at[:, :, 0].set(True)  # every query sees a slot
     np.testing.assert_allclose(
-        attn.attend(x, memory.heads_first(), per_query),
-        attn.attend(x, memory, per_query),
+        attn(x, memory.heads_first(), mask=per_query),
+        attn(x, memory, mask=per_query),
         atol=1e-5,
     )
-    single = CrossAttention(D, HEADS, single_key=True, rngs=nnx.Rngs(0))
+    single = Attention(D, HEADS, kind="single_key", rngs=nnx.Rngs(0))
     one = single.project_memory(m[:, :1])
     np.testing.assert_array_equal(single(x, one.heads_first()), single(x, one))
 

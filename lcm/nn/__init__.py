@@ -5,11 +5,11 @@ the trainer maps them to the device mesh.
 """
 
 from lcm.nn.attention import (
-    CrossAttention,
+    Attention,
     HeadsFirstMemoryKV,
     KVCache,
     MemoryKV,
-    SelfAttention,
+    attention_mask,
     cached_attention,
     heads_first_attention,
 )
@@ -20,7 +20,7 @@ from lcm.nn.params import kernel_init, param, partitioned
 from lcm.nn.transformer import DecoderBlock, EncoderBlock, call_block, dropout, split_rng
 
 __all__ = [
-    "CrossAttention",
+    "Attention",
     "DecoderBlock",
     "EncoderBlock",
     "FfnKind",
@@ -32,10 +32,10 @@ __all__ = [
     "MemoryKV",
     "NormKind",
     "RMSNorm",
-    "SelfAttention",
     "SwiGlu",
     "TokenEmbedding",
     "apply_rope",
+    "attention_mask",
     "cached_attention",
     "call_block",
     "dropout",

@@ -13,15 +13,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lcm.nn.attention import KVCache
+from lcm.nn.attention import Attention, KVCache
 from lcm.nn.ffn import SwiGlu
-from lcm.nn.masked_attention import MaskedSelfAttention
 from lcm.nn.norms import RMSNorm
-from lcm.nn.transformer import call_block, dropout
-
-
-def _split(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
-    return [None] * n if rng is None else list(jax.random.split(rng, n))
+from lcm.nn.transformer import call_block, dropout, split_rng
 
 
 class MaskedBlock(nnx.Module):
@@ -57,7 +52,7 @@ class MaskedBlock(nnx.Module):
         out_scale = 1.0 / (2 * num_layers)
         self.dropout_rate = dropout_rate
         self.attn_norm = RMSNorm(d_model, **kw)
-        self.attention = MaskedSelfAttention(
+        self.attention = Attention(
             d_model, num_heads, rope_base=rope_base, out_scale=out_scale, rngs=rngs, **kw
         )
         self.ffn_norm = RMSNorm(d_model, **kw)
@@ -67,8 +62,8 @@ class MaskedBlock(nnx.Module):
         self, x: jax.Array, mask: jax.Array, positions: jax.Array, rng: jax.Array | None
     ) -> jax.Array:
         """[B, T, d_model] -> [B, T, d_model] under ``mask`` [B, T, T]."""
-        r_attn, r_ffn = _split(rng, 2)
-        h = self.attention.attend(self.attn_norm(x), mask, positions)
+        r_attn, r_ffn = split_rng(rng, 2)
+        h = self.attention(self.attn_norm(x), mask=mask, positions=positions)
         x = x + dropout(h, self.dropout_rate, r_attn)
         return x + dropout(self.ffn(self.ffn_norm(x)), self.dropout_rate, r_ffn)
 
@@ -157,7 +152,7 @@ class MaskedTransformer(nnx.Module):
         Returns:
             [B, T, d_model].
         """
-        for block, r in zip(self.blocks, _split(rng, len(self.blocks))):
+        for block, r in zip(self.blocks, split_rng(rng, len(self.blocks))):
             x = call_block(block, x, mask, positions, r, remat=self.remat)
         return self.final_norm(x)
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lcm.nn.attention import CrossAttention, KVCache, MemoryKV, SelfAttention
+from lcm.nn.attention import Attention, KVCache, MemoryKV
 from lcm.nn.ffn import FfnKind, make_ffn
 from lcm.nn.norms import NormKind, make_norm
 
@@ -98,7 +98,7 @@ class EncoderBlock(nnx.Module):
         out_scale = 1.0 / (2 * num_layers)
         self.dropout_rate = dropout_rate
         self.attn_norm = make_norm(norm, d_model, **kw)
-        self.attention = SelfAttention(
+        self.attention = Attention(
             d_model, num_heads, rope_base=rope_base, out_scale=out_scale, rngs=rngs, **kw
         )
         self.ffn_norm = make_norm(norm, d_model, **kw)
@@ -129,7 +129,7 @@ class DecoderBlock(nnx.Module):
         num_layers: Depth of the whole stack (residual projection init, see EncoderBlock).
         cross_attention: Add a cross-attention sublayer.
         memory_dim: Width of the memory (default d_model).
-        single_key_memory: The memory is always one vector (see ``CrossAttention``).
+        single_key_memory: The memory is always one vector (see :class:`Attention`, "single_key").
         ffn: "gelu" or "swiglu".
         norm: "layernorm" or "rmsnorm".
         rope_base: RoPE base for self-attention, or None.
@@ -161,16 +161,16 @@ class DecoderBlock(nnx.Module):
         out_scale = 1.0 / (2 * num_layers)
         self.dropout_rate = dropout_rate
         self.self_norm = make_norm(norm, d_model, **kw)
-        self.self_attention = SelfAttention(
+        self.self_attention = Attention(
             d_model, num_heads, rope_base=rope_base, out_scale=out_scale, rngs=rngs, **kw
         )
         if cross_attention:
             self.cross_norm = make_norm(norm, d_model, **kw)
-            self.cross_attention = CrossAttention(
+            self.cross_attention = Attention(
                 d_model,
                 num_heads,
+                kind="single_key" if single_key_memory else "cross",
                 memory_dim=memory_dim,
-                single_key=single_key_memory,
                 out_scale=out_scale,
                 rngs=rngs,
                 **kw,

@@ -22,12 +22,11 @@ from flax import nnx
 from lcm.models.config import TransformerConfig
 from lcm.nn import matmul
 from lcm.nn.adaln import AdaLNModulator, modulate
-from lcm.nn.attention import CrossAttention, HeadsFirstMemoryKV, MemoryKV
+from lcm.nn.attention import Attention, HeadsFirstMemoryKV, MemoryKV
 from lcm.nn.ffn import SwiGlu
-from lcm.nn.masked_attention import MaskedCrossAttention
 from lcm.nn.norms import RMSNorm
 from lcm.nn.timestep import TimestepEmbedding
-from lcm.nn.transformer import call_block, dropout
+from lcm.nn.transformer import call_block, dropout, split_rng
 
 
 class DenoiserBlock(nnx.Module):
@@ -55,23 +54,16 @@ class DenoiserBlock(nnx.Module):
         out_scale = 1.0 / (2 * num_layers)
         self.dropout_rate = dropout_rate
         self.self_norm = RMSNorm(d_model)
-        self.self_attention = CrossAttention(
-            d_model, num_heads, single_key=True, out_scale=out_scale, rngs=rngs
+        self.self_attention = Attention(
+            d_model, num_heads, kind="single_key", out_scale=out_scale, rngs=rngs
         )
         self.cross_norm = RMSNorm(d_model)
-        self.cross_attention = MaskedCrossAttention(
-            d_model, num_heads, out_scale=out_scale, rngs=rngs
+        self.cross_attention = Attention(
+            d_model, num_heads, kind="cross", out_scale=out_scale, rngs=rngs
         )
         self.ffn_norm = RMSNorm(d_model)
         self.ffn = SwiGlu(d_model, mlp_dim, out_scale=out_scale, rngs=rngs)
         self.modulator = AdaLNModulator(d_model, d_model, num_sublayers=3, rngs=rngs)
-
-    def _self_attend(self, x: jax.Array) -> jax.Array:
-        """Attention of each position to itself only: [B, T, d] -> [B, T, d]."""
-        b, t, d = x.shape
-        flat = x.reshape(b * t, 1, d)
-        out = self.self_attention(flat, self.self_attention.project_memory(flat))
-        return out.reshape(b, t, d)
 
     def __call__(
         self,
@@ -93,11 +85,11 @@ class DenoiserBlock(nnx.Module):
         Returns:
             [B, T, d_model].
         """
-        r = [None] * 3 if rng is None else list(jax.random.split(rng, 3))
+        r = split_rng(rng, 3)
         m_self, m_cross, m_ffn = self.modulator(cond)
-        h = self._self_attend(modulate(self.self_norm(x), m_self))
+        h = self.self_attention(modulate(self.self_norm(x), m_self))
         x = x + m_self.gate * dropout(h, self.dropout_rate, r[0])
-        h = self.cross_attention.attend(modulate(self.cross_norm(x), m_cross), memory, mask)
+        h = self.cross_attention(modulate(self.cross_norm(x), m_cross), memory, mask=mask)
         x = x + m_cross.gate * dropout(h, self.dropout_rate, r[1])
         h = self.ffn(modulate(self.ffn_norm(x), m_ffn))
         return x + m_ffn.gate * dropout(h, self.dropout_rate, r[2])
@@ -168,7 +160,7 @@ class Denoiser(nnx.Module):
         mask = jnp.concatenate([jnp.ones((b, n, 1), bool), visible], axis=2)
         cond = self.time(jnp.broadcast_to(t, (b, n)))
         x = self.in_proj(x_t)
-        keys = [None] * len(self.blocks) if rng is None else jax.random.split(rng, len(self.blocks))
+        keys = split_rng(rng, len(self.blocks))
         for block, memory, r in zip(self.blocks, memories, keys):
             x = call_block(block, x, cond, memory, mask, r, remat=self.remat)
         return self.out_proj(self.final_norm(x))
