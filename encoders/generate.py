@@ -1,15 +1,22 @@
-"""Greedy and beam-search decoding of concept vectors with the KV-cached decoder.
+"""Greedy and beam-search decoding over a ``step`` function, and our codec's use of them.
 
-Both run as ``jax.lax.while_loop``s that stop as soon as every sequence has emitted EOS, so a
-jitted call has no host round trips. The KV caches grow through windows of 16, 32, 64, ...
-slots up to the maximum length, one loop per window: each step attends over the slots of its
-window rather than all ``max_len`` of them (the masked slots would add exactly nothing), so
-decoding the usual 20-40-token sentence no longer pays for 128 slots of attention per step.
+One beam search (:func:`beam_search_loop`) and one greedy loop (:func:`greedy_loop`) serve
+every decoder: each decoder provides a ``step(state, tokens, t) -> (scores, state)`` that feeds
+the tokens chosen at step ``t - 1`` and returns the scores of the token at step ``t`` (our
+codec: :func:`codec_step`; SONAR: :func:`encoders.sonar.search.sonar_step`). The state (the
+KV caches) is reordered along its first axis as beams are pruned.
+
+Both run as ``jax.lax.while_loop``s that stop as soon as every sequence is finished, so a
+jitted call has no host round trips. Our codec's KV caches grow through windows of 16, 32,
+64, ... slots up to the maximum length, one loop per window: each step attends over the slots
+of its window rather than all ``max_len`` of them (the masked slots would add exactly nothing),
+so decoding the usual 20-40-token sentence no longer pays for 128 slots of attention per step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +24,11 @@ import jax.numpy as jnp
 from encoders.model import SentenceDecoder
 from encoders.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID
 from lcm.nn import KVCache
+
+# ``step(state, tokens [rows], t) -> (scores [rows, vocab], state)``.
+Step = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
+# How a beam that emits EOS finishes (see :func:`beam_search_loop`).
+FinishRule = Literal["stay", "collect"]
 
 # Ids the decoder must never emit: padding, BOS, <mask> and UNK (byte fallback covers any text).
 _FORBIDDEN = (PAD_ID, BOS_ID, MASK_ID, UNK_ID)
@@ -31,22 +43,11 @@ def cache_windows(max_len: int) -> tuple[int, ...]:
     return tuple(w for w in (16, 32, 64, 128, 256, 512) if w < max_len) + (max_len,)
 
 
-def _grow(caches: tuple[KVCache, ...], slots: int) -> tuple[KVCache, ...]:
+def grow_caches(caches: tuple[KVCache, ...], slots: int) -> tuple[KVCache, ...]:
     """``caches`` [B, heads, S, head_dim] padded with empty slots to ``slots``."""
     return jax.tree.map(
         lambda c: jnp.pad(c, ((0, 0), (0, 0), (0, slots - c.shape[2]), (0, 0))), caches
     )
-
-
-def _loop_in_windows(body: Callable[[tuple], tuple], carry: tuple, windows: Sequence[int]) -> tuple:
-    """Run ``body`` while the step ``carry[0]`` is below the last window and not every
-    sequence is done (``carry[-1]``), the caches (``carry[-2]``) growing window by window."""
-    for size in windows:
-        carry = (*carry[:-2], _grow(carry[-2], size), carry[-1])
-        carry = jax.lax.while_loop(
-            lambda c, size=size: (c[0] < size) & ~jnp.all(c[-1]), body, carry
-        )
-    return carry
 
 
 def _argmax(logits: jax.Array) -> jax.Array:
@@ -61,13 +62,267 @@ def _argmax(logits: jax.Array) -> jax.Array:
     return jnp.minimum(index, vocab - 1).astype(jnp.int32)  # in range even for NaN rows
 
 
+def _loop(
+    body: Callable[[Any], Any],
+    carry: Any,
+    finished: Callable[[Any], jax.Array],
+    windows: Sequence[int],
+    grow: Callable[[Any, int], Any] | None,
+) -> Any:
+    """Run ``body`` while the step ``carry.t`` is below the last window and ``finished`` is
+    false, the state ``carry.state`` grown by ``grow`` at each window (if given)."""
+    for size in windows:
+        if grow is not None:
+            carry = carry._replace(state=grow(carry.state, size))
+        carry = jax.lax.while_loop(lambda c, size=size: (c.t < size) & ~finished(c), body, carry)
+    return carry
+
+
+class _Greedy(NamedTuple):
+    t: jax.Array  # the step to run next
+    out: jax.Array  # [B, max_len]
+    token: jax.Array  # [B], chosen at step t - 1
+    state: Any
+    done: jax.Array  # [B]
+
+
+def greedy_loop(
+    step: Step,
+    state: Any,
+    scores: jax.Array,
+    max_len: int,
+    *,
+    eos_id: int,
+    pad_id: int,
+    windows: Sequence[int] | None = None,
+    grow: Callable[[Any, int], Any] | None = None,
+) -> jax.Array:
+    """Greedy decoding: the highest-scoring token at every step.
+
+    This is :func:`beam_search_loop` with one beam (either finishing rule), written as its
+    own loop because it is much cheaper: one argmax per step on any monotone scores (raw
+    logits will do: no log-softmax, no top-k, no reordering of the state).
+
+    Args:
+        step: Gives the scores of step ``t`` after the tokens of step ``t - 1``.
+        state: The decoder state after step 0's scores were computed.
+        scores: [B, vocab] scores of step 0.
+        max_len: Most tokens to generate (EOS included).
+        eos_id: The end token.
+        pad_id: Written after EOS.
+        windows: State sizes to grow through (see ``grow``), the last one ``max_len``;
+            default ``(max_len,)``.
+        grow: ``grow(state, size)`` before the loop of each window, or None.
+
+    Returns:
+        [B, max_len] int32: ids, then EOS, then PAD (no EOS if the cap was hit).
+    """
+
+    def choose(c: _Greedy, scores: jax.Array) -> _Greedy:
+        token = jnp.where(c.done, pad_id, _argmax(scores))
+        out = jax.lax.dynamic_update_slice(c.out, token[:, None], (0, c.t))
+        return _Greedy(c.t + 1, out, token, c.state, c.done | (token == eos_id))
+
+    def body(c: _Greedy) -> _Greedy:
+        scores, state = step(c.state, c.token, c.t)
+        return choose(c._replace(state=state), scores)
+
+    batch = scores.shape[0]
+    carry = _Greedy(
+        jnp.int32(0),
+        jnp.full((batch, max_len), pad_id, jnp.int32),
+        jnp.full((batch,), pad_id, jnp.int32),
+        state,
+        jnp.zeros((batch,), bool),
+    )
+    carry = _loop(
+        body, choose(carry, scores), lambda c: jnp.all(c.done), windows or (max_len,), grow
+    )
+    return carry.out
+
+
+class _Beams(NamedTuple):
+    t: jax.Array  # the step to run next
+    seqs: jax.Array  # [B, K, max_len] live beams
+    scores: jax.Array  # [B, K] their total log-probabilities
+    done: jax.Array  # [B, K] ended ("stay" rule; never set under "collect")
+    tokens: jax.Array  # [B * K], chosen at step t - 1
+    state: Any  # rows in beam order, [B * K, ...]
+    hyps: jax.Array  # [B, K, max_len] finished hypotheses ("collect")
+    hyp_scores: jax.Array  # [B, K] their length-normalized scores
+    hyp_count: jax.Array  # [B] hypotheses collected
+
+
+def beam_search_loop(
+    step: Step,
+    state: Any,
+    logprobs: jax.Array,
+    max_len: int,
+    beam_size: int,
+    *,
+    eos_id: int,
+    pad_id: int,
+    rule: FinishRule = "stay",
+    start_scores: jax.Array | None = None,
+    prompt_len: int = 1,
+    length_penalty: float = 1.0,
+    n_best: bool = False,
+    windows: Sequence[int] | None = None,
+    grow: Callable[[Any, int], Any] | None = None,
+) -> jax.Array:
+    """Beam search over ``step``'s log-probabilities.
+
+    Each step scores every continuation of the ``K`` beams (``beam score + log p``) and keeps
+    the best. Scores are length-normalized for ranking as ``score / length **
+    length_penalty``, with ``length = prompt_len - 1 + generated tokens`` (EOS included).
+    Beams start from one live beam (the others at ``-inf``), so the K beams do not duplicate
+    each other. What happens at EOS is the ``rule``:
+
+    * ``"stay"`` (our codec): a finished beam keeps its score and extends only with PAD at no
+      cost; beams compete on raw log-probability and are ranked at the end (the first of
+      equal scores first). The search stops when every beam has ended.
+    * ``"collect"`` (fairseq2's ``StandardBeamSearchAlgorithm``, which SONAR parity needs):
+      each step takes the best ``2K`` continuations; those among the best ``K`` that end in
+      EOS become hypotheses with their normalized score, the best ``K`` others go on. A
+      sentence is done at ``K`` hypotheses; they are ranked by score (the earliest on ties).
+
+    Args:
+        step: Gives the log-probabilities of step ``t`` after the tokens of step ``t - 1``.
+        state: The decoder state after step 0, ``B * K`` rows (beam ``j`` of sentence ``i``
+            at row ``i * K + j``).
+        logprobs: [B * K, vocab] log-probabilities of step 0.
+        max_len: Most tokens to generate (EOS included).
+        beam_size: Beams per sentence (K).
+        eos_id: The end token.
+        pad_id: Written after EOS.
+        rule: "stay" or "collect" (see above).
+        start_scores: [B] score of the prompt each sentence starts from (default 0).
+        prompt_len: Tokens before the first generated one (counted in the length, less one).
+        length_penalty: Exponent of the length normalization.
+        n_best: Return all ``K`` final beams, best first, instead of the best one.
+        windows: State sizes to grow through (see ``grow``), the last one ``max_len``;
+            default ``(max_len,)``.
+        grow: ``grow(state, size)`` before the loop of each window, or None.
+
+    Returns:
+        [B, max_len] int32 of the best beam: ids, then EOS, then PAD; with ``n_best``
+        [B, K, max_len].
+    """
+    k = beam_size
+    rows, vocab = logprobs.shape
+    batch = rows // k
+    # A beam ended under "stay" may only append PAD, at no cost.
+    finished_row = jnp.full((vocab,), -jnp.inf).at[pad_id].set(0.0)
+    row_base = (jnp.arange(batch) * k)[:, None]
+    batch_idx = jnp.broadcast_to(jnp.arange(batch)[:, None], (batch, k))
+    positions = jnp.arange(max_len)
+
+    def stay(c: _Beams, logp: jax.Array) -> tuple[_Beams, jax.Array, jax.Array]:
+        logp = jnp.where(c.done[..., None], finished_row, logp)
+        scores, flat = jax.lax.top_k((c.scores[..., None] + logp).reshape(batch, k * vocab), k)
+        parent, token = flat // vocab, (flat % vocab).astype(jnp.int32)
+        done = jnp.take_along_axis(c.done, parent, axis=1) | (token == eos_id)
+        return c._replace(scores=scores, done=done), parent, token
+
+    def collect(c: _Beams, logp: jax.Array) -> tuple[_Beams, jax.Array, jax.Array]:
+        cand = (c.scores[..., None] + logp).reshape(batch, k * vocab)
+        top_scores, top_idx = jax.lax.top_k(cand, 2 * k)
+        parent, token = top_idx // vocab, (top_idx % vocab).astype(jnp.int32)
+        is_eos = token == eos_id
+        # Hypotheses: EOS among the best K, in rank order, until K are collected.
+        eos_top = is_eos[:, :k] & jnp.isfinite(top_scores[:, :k]) & (c.hyp_count < k)[:, None]
+        slot = c.hyp_count[:, None] + jnp.cumsum(eos_top, axis=1) - 1
+        accept = eos_top & (slot < k)
+        ended = jnp.take_along_axis(c.seqs, parent[:, :k, None], axis=1)
+        ended = jnp.where(positions == c.t, eos_id, ended)
+        length = (c.t + prompt_len).astype(jnp.float32)
+        norm = top_scores[:, :k] / length**length_penalty
+        slot = jnp.where(accept, slot, k)  # out of range: dropped
+        c = c._replace(
+            hyps=c.hyps.at[batch_idx, slot].set(ended, mode="drop"),
+            hyp_scores=c.hyp_scores.at[batch_idx, slot].set(norm, mode="drop"),
+            hyp_count=c.hyp_count + jnp.sum(accept, axis=1, dtype=jnp.int32),
+        )
+        # Live beams: the best K candidates that are not EOS.
+        keep = jnp.argsort(is_eos, axis=1, stable=True)[:, :k]
+        scores = jnp.take_along_axis(top_scores, keep, axis=1)
+        parent = jnp.take_along_axis(parent, keep, axis=1)
+        token = jnp.take_along_axis(token, keep, axis=1)
+        return c._replace(scores=scores), parent, token
+
+    prune = stay if rule == "stay" else collect
+
+    def choose(c: _Beams, logprobs: jax.Array) -> _Beams:
+        c, parent, token = prune(c, logprobs.reshape(batch, k, vocab))
+        seqs = jnp.take_along_axis(c.seqs, parent[..., None], axis=1)
+        seqs = jnp.where(positions == c.t, token[..., None], seqs)
+        order = (row_base + parent).reshape(rows)
+        state = jax.tree.map(lambda s: s[order], c.state)
+        return c._replace(t=c.t + 1, seqs=seqs, tokens=token.reshape(rows), state=state)
+
+    def body(c: _Beams) -> _Beams:
+        logprobs, state = step(c.state, c.tokens, c.t)
+        return choose(c._replace(state=state), logprobs)
+
+    def finished(c: _Beams) -> jax.Array:
+        return jnp.all(c.done) if rule == "stay" else jnp.all(c.hyp_count >= k)
+
+    start = jnp.zeros((batch,), jnp.float32) if start_scores is None else start_scores
+    carry = _Beams(
+        t=jnp.int32(0),
+        seqs=jnp.full((batch, k, max_len), pad_id, jnp.int32),
+        scores=jnp.where(jnp.arange(k) == 0, start[:, None], -jnp.inf),
+        done=jnp.zeros((batch, k), bool),
+        tokens=jnp.full((rows,), pad_id, jnp.int32),
+        state=state,
+        hyps=jnp.full((batch, k, max_len), pad_id, jnp.int32),
+        hyp_scores=jnp.full((batch, k), -jnp.inf, jnp.float32),
+        hyp_count=jnp.zeros((batch,), jnp.int32),
+    )
+    c = _loop(body, choose(carry, logprobs), finished, windows or (max_len,), grow)
+    if rule == "stay":
+        lengths = jnp.sum(c.seqs != pad_id, axis=-1).astype(jnp.float32) + (prompt_len - 1)
+        seqs, final = c.seqs, c.scores / jnp.maximum(lengths, 1.0) ** length_penalty
+    else:
+        seqs, final = c.hyps, c.hyp_scores
+    ranked = jnp.take_along_axis(seqs, jnp.argsort(-final, axis=-1, stable=True)[..., None], axis=1)
+    return ranked if n_best else ranked[:, 0]
+
+
+def codec_step(decoder: SentenceDecoder, memories: tuple[Any, ...], *, log_probs: bool) -> Step:
+    """Our decoder's ``step``: the token at position ``t``, through the KV caches (the state).
+
+    The scores never pick a forbidden id (PAD, BOS, ``<mask>``, UNK); with ``log_probs`` they
+    are log-probabilities (for the beam search), else the logits (enough for greedy).
+    """
+    bias = _forbidden_bias(decoder.embed.embedding.shape[0])
+
+    def step(caches: Any, tokens: jax.Array, t: jax.Array) -> tuple[jax.Array, Any]:
+        logits, caches = decoder.decode_step(tokens[:, None], memories, caches, t)
+        scores = logits[:, -1] + bias
+        return (jax.nn.log_softmax(scores, axis=-1) if log_probs else scores), caches
+
+    return step
+
+
+def _codec_start(
+    decoder: SentenceDecoder, concepts: jax.Array, windows: Sequence[int], log_probs: bool
+) -> tuple[Step, jax.Array, Any]:
+    """Our codec's step, step 0's scores (after BOS) and the caches holding BOS."""
+    step = codec_step(decoder, decoder.project_memory(concepts), log_probs=log_probs)
+    rows = concepts.shape[0]
+    bos = jnp.full((rows,), BOS_ID, jnp.int32)
+    scores, caches = step(decoder.init_cache(rows, windows[0]), bos, jnp.int32(0))
+    return step, scores, caches
+
+
 def greedy_search(
     decoder: SentenceDecoder,
     concepts: jax.Array,
     max_len: int,
     windows: Sequence[int] | None = None,
 ) -> jax.Array:
-    """Greedy decoding.
+    """Greedy decoding with our codec (see :func:`greedy_loop`).
 
     Args:
         decoder: The sentence decoder.
@@ -79,25 +334,18 @@ def greedy_search(
     Returns:
         [B, max_len] int32: ids, then EOS, then PAD (no EOS if the cap was hit).
     """
-    batch = concepts.shape[0]
-    memories = decoder.project_memory(concepts)
-    bias = _forbidden_bias(decoder.embed.embedding.shape[0])
-
-    def body(carry):
-        i, out, last, caches, done = carry
-        logits, caches = decoder.decode_step(last[:, None], memories, caches, i)
-        token = jnp.where(done, PAD_ID, _argmax(logits[:, -1] + bias))
-        out = jax.lax.dynamic_update_slice(out, token[:, None], (0, i))
-        return i + 1, out, token, caches, done | (token == EOS_ID)
-
-    carry = (
-        jnp.int32(0),
-        jnp.full((batch, max_len), PAD_ID, jnp.int32),
-        jnp.full((batch,), BOS_ID, jnp.int32),
-        decoder.init_cache(batch, 0),
-        jnp.zeros((batch,), bool),
+    windows = windows or cache_windows(max_len)
+    step, scores, caches = _codec_start(decoder, concepts, windows, log_probs=False)
+    return greedy_loop(
+        step,
+        caches,
+        scores,
+        max_len,
+        eos_id=EOS_ID,
+        pad_id=PAD_ID,
+        windows=windows,
+        grow=grow_caches,
     )
-    return _loop_in_windows(body, carry, windows or cache_windows(max_len))[1]
 
 
 def beam_search(
@@ -108,11 +356,9 @@ def beam_search(
     length_penalty: float = 1.0,
     n_best: bool = False,
 ) -> jax.Array:
-    """Beam search; beams are ranked by ``log p / length ** length_penalty``.
-
-    A finished beam keeps its score and extends only with PAD; beams compete on raw log
-    probability during the search and are ranked at the end (the first of equal scores
-    first). With ``beam_size=1`` this is exactly greedy decoding.
+    """Beam search with our codec: the "stay" rule of :func:`beam_search_loop`, beams ranked
+    by ``log p / length ** length_penalty``. With ``beam_size=1`` this is exactly greedy
+    decoding.
 
     Args:
         decoder: The sentence decoder.
@@ -126,42 +372,19 @@ def beam_search(
         [B, max_len] int32 of the best beam: ids, then EOS, then PAD; with ``n_best``
         [B, K, max_len].
     """
-    batch, k = concepts.shape[0], beam_size
-    rows = batch * k
-    memories = decoder.project_memory(jnp.repeat(concepts, k, axis=0))
-    vocab = decoder.embed.embedding.shape[0]
-    bias = _forbidden_bias(vocab)
-    # A finished beam may only append PAD, at no cost.
-    finished_row = jnp.full((vocab,), -jnp.inf).at[PAD_ID].set(0.0)
-    row_base = (jnp.arange(batch) * k)[:, None]
-
-    def body(carry):
-        i, out, scores, last, caches, done = carry
-        logits, caches = decoder.decode_step(last[:, None], memories, caches, i)
-        logp = jax.nn.log_softmax(logits[:, -1] + bias, axis=-1).reshape(batch, k, vocab)
-        logp = jnp.where(done[..., None], finished_row, logp)
-        scores, flat = jax.lax.top_k((scores[..., None] + logp).reshape(batch, k * vocab), k)
-        parent, token = flat // vocab, (flat % vocab).astype(jnp.int32)
-        out = jnp.take_along_axis(out, parent[..., None], axis=1)
-        out = jax.lax.dynamic_update_slice(out, token[..., None], (0, 0, i))
-        done = jnp.take_along_axis(done, parent, axis=1) | (token == EOS_ID)
-        caches = jax.tree.map(lambda c: c[(row_base + parent).reshape(-1)], caches)
-        return i + 1, out, scores, token.reshape(rows), caches, done
-
-    # Only the first beam is live at the start, so the K beams do not duplicate each other.
-    init_scores = jnp.tile(jnp.array([0.0] + [-jnp.inf] * (k - 1)), (batch, 1))
-    carry = (
-        jnp.int32(0),
-        jnp.full((batch, k, max_len), PAD_ID, jnp.int32),
-        init_scores,
-        jnp.full((rows,), BOS_ID, jnp.int32),
-        decoder.init_cache(rows, 0),
-        jnp.zeros((batch, k), bool),
+    windows = cache_windows(max_len)
+    rows = jnp.repeat(concepts, beam_size, axis=0)
+    step, logprobs, caches = _codec_start(decoder, rows, windows, log_probs=True)
+    return beam_search_loop(
+        step,
+        caches,
+        logprobs,
+        max_len,
+        beam_size,
+        eos_id=EOS_ID,
+        pad_id=PAD_ID,
+        length_penalty=length_penalty,
+        n_best=n_best,
+        windows=windows,
+        grow=grow_caches,
     )
-    _, out, scores, _, _, _ = _loop_in_windows(body, carry, cache_windows(max_len))
-    lengths = jnp.sum(out != PAD_ID, axis=-1).astype(jnp.float32)
-    ranked = jnp.argsort(
-        -(scores / jnp.maximum(lengths, 1.0) ** length_penalty), axis=-1, stable=True
-    )
-    ranked_out = jnp.take_along_axis(out, ranked[..., None], axis=1)
-    return ranked_out if n_best else ranked_out[:, 0]

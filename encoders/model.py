@@ -18,14 +18,13 @@ from flax import nnx
 from encoders.config import CodecModelConfig
 from encoders.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID
 from lcm.nn import (
-    DecoderBlock,
-    EncoderBlock,
     KVCache,
     LearnedPositions,
     MemoryKV,
     TokenEmbedding,
     call_block,
     dropout,
+    make_block,
     make_norm,
     matmul,
     sinusoidal_positions,
@@ -85,7 +84,7 @@ class SentenceEncoder(nnx.Module):
         self.positions = _Positions(cfg, rngs)
         self.blocks = nnx.List(
             [
-                EncoderBlock(
+                make_block(
                     cfg.d_model,
                     cfg.num_heads,
                     cfg.mlp_dim,
@@ -146,13 +145,13 @@ class SentenceDecoder(nnx.Module):
         self.memory = matmul.dense(cfg.concept_dim, cfg.d_model, ("concept", "embed"), **dense_kw)
         self.blocks = nnx.List(
             [
-                DecoderBlock(
+                make_block(
                     cfg.d_model,
                     cfg.num_heads,
                     cfg.mlp_dim,
                     num_layers=cfg.decoder_layers,
-                    cross_attention=True,
-                    single_key_memory=True,
+                    causal=True,
+                    cross_attention="single_key",
                     ffn=cfg.ffn,
                     norm=cfg.norm,
                     rope_base=self.positions.rope_base,
@@ -168,7 +167,7 @@ class SentenceDecoder(nnx.Module):
     def project_memory(self, concepts: jax.Array) -> tuple[MemoryKV, ...]:
         """Per-layer cross-attention memories of ``concepts`` [B, D] (computed once)."""
         memory = self.memory(concepts)[:, None, :]  # [B, 1, d_model]
-        return tuple(block.cross_attention.project_memory(memory) for block in self.blocks)
+        return tuple(block.project_memory(memory) for block in self.blocks)
 
     def __call__(
         self, tokens: jax.Array, concepts: jax.Array, *, rng: jax.Array | None = None
@@ -193,7 +192,7 @@ class SentenceDecoder(nnx.Module):
 
     def init_cache(self, batch: int, max_len: int) -> tuple[KVCache, ...]:
         """Empty per-layer KV caches for decoding up to ``max_len`` positions."""
-        return tuple(block.self_attention.init_cache(batch, max_len) for block in self.blocks)
+        return tuple(block.init_cache(batch, max_len) for block in self.blocks)
 
     def decode_step(
         self,
@@ -217,7 +216,7 @@ class SentenceDecoder(nnx.Module):
         x = self.positions(self.embed(tokens), positions)
         new_caches = []
         for block, memory, cache in zip(self.blocks, memories, caches):
-            x, cache = block.decode(x, memory, cache, index)
+            x, cache = block.decode(x, cache, index, memory)
             new_caches.append(cache)
         return self.embed.attend(self.norm(x)), tuple(new_caches)
 

@@ -9,18 +9,17 @@ import pytest
 from flax import nnx
 
 from lcm.nn import (
-    CrossAttention,
-    DecoderBlock,
-    EncoderBlock,
+    Attention,
+    Block,
     KVCache,
     LayerNorm,
     LearnedPositions,
     RMSNorm,
-    SelfAttention,
     TokenEmbedding,
     apply_rope,
     cached_attention,
     dropout,
+    make_block,
     make_ffn,
     sinusoidal_positions,
 )
@@ -36,15 +35,22 @@ def _x(key: int, shape: tuple[int, ...]) -> jax.Array:
 
 @pytest.mark.parametrize("cross", [False, True])
 def test_kv_cache_decoding_equals_full_causal_pass(cross: bool) -> None:
-    block = DecoderBlock(
-        D, HEADS, 64, cross_attention=cross, memory_dim=16, rope_base=10000.0, rngs=nnx.Rngs(0)
+    block = make_block(
+        D,
+        HEADS,
+        64,
+        causal=True,
+        cross_attention="cross" if cross else None,
+        memory_dim=16,
+        rope_base=10000.0,
+        rngs=nnx.Rngs(0),
     )
     x = _x(1, (2, 9, D))
-    memory = block.cross_attention.project_memory(_x(2, (2, 3, 16))) if cross else None
+    memory = block.project_memory(_x(2, (2, 3, 16))) if cross else None
     full = jax.jit(lambda x: block(x, memory))(x)
-    decode = jax.jit(lambda x, cache, i: block.decode(x, memory, cache, i))
+    decode = jax.jit(lambda x, cache, i: block.decode(x, cache, i, memory))
     # A 4-token prompt in one call, then one token per step.
-    out, cache = decode(x[:, :4], block.self_attention.init_cache(2, 12), jnp.int32(0))
+    out, cache = decode(x[:, :4], block.init_cache(2, 12), jnp.int32(0))
     outs = [out]
     for i in range(4, 9):
         out, cache = decode(x[:, i : i + 1], cache, jnp.int32(i))
@@ -89,7 +95,7 @@ def test_cached_attention_equals_dot_product_attention_and_writes_in_place() -> 
 
 
 def test_causal_self_attention_ignores_the_future() -> None:
-    attn = SelfAttention(D, HEADS, rngs=nnx.Rngs(0))
+    attn = Attention(D, HEADS, rngs=nnx.Rngs(0))
     x = _x(1, (1, 6, D))
     changed = x.at[:, 4:].set(_x(2, (1, 2, D)))
     run = jax.jit(lambda x: attn(x, causal=True))
@@ -97,7 +103,7 @@ def test_causal_self_attention_ignores_the_future() -> None:
 
 
 def test_padding_mask_makes_outputs_independent_of_pad_contents() -> None:
-    block = EncoderBlock(D, HEADS, 64, rope_base=10000.0, rngs=nnx.Rngs(0))
+    block = make_block(D, HEADS, 64, rope_base=10000.0, rngs=nnx.Rngs(0))
     x = _x(1, (2, 7, D))
     mask = jnp.array([[True] * 5 + [False] * 2, [True] * 3 + [False] * 4])
     garbage = jnp.where(mask[..., None], x, 100.0 * _x(2, x.shape))
@@ -108,20 +114,22 @@ def test_padding_mask_makes_outputs_independent_of_pad_contents() -> None:
 
 
 def test_single_key_cross_attention_is_exact_and_checked() -> None:
-    full = CrossAttention(D, HEADS, rngs=nnx.Rngs(0))
+    full = Attention(D, HEADS, kind="cross", rngs=nnx.Rngs(0))
     x, m = _x(1, (2, 5, D)), _x(2, (2, 1, D))
     # Generic attention over one key gives the same output at every query position.
     out = full(x, full.project_memory(m))
     np.testing.assert_allclose(out, jnp.broadcast_to(out[:, :1], out.shape), atol=1e-6)
-    single = CrossAttention(D, HEADS, single_key=True, rngs=nnx.Rngs(0))
+    single = Attention(D, HEADS, kind="single_key", rngs=nnx.Rngs(0))
     assert not hasattr(single, "query")
     assert single(x, single.project_memory(m)).shape == (2, 5, D)
     with pytest.raises(ValueError, match="length 1"):
         single.project_memory(_x(3, (2, 2, D)))
+    # Without a memory, each position attends to itself only: out(value(x)).
+    np.testing.assert_allclose(single(x), single.out(single.value(x)), rtol=1e-5, atol=1e-6)
 
 
 def test_cross_attention_memory_mask() -> None:
-    attn = CrossAttention(D, HEADS, rngs=nnx.Rngs(0))
+    attn = Attention(D, HEADS, kind="cross", rngs=nnx.Rngs(0))
     x, m = _x(1, (1, 3, D)), _x(2, (1, 4, D))
     mask = jnp.array([[True, True, False, False]])
     a = attn(x, attn.project_memory(m, mask))
@@ -133,9 +141,7 @@ def test_heads_first_memory_attends_like_the_slots_first_layout() -> None:
     """A memory stored heads-first (reused over DDIM steps) gives the outputs of
     ``jax.nn.dot_product_attention`` over the slots-first one: unmasked, padded and under a
     per-query mask, and for a single-key memory."""
-    from lcm.nn.masked_attention import MaskedCrossAttention
-
-    attn = MaskedCrossAttention(D, HEADS, rngs=nnx.Rngs(0))
+    attn = Attention(D, HEADS, kind="cross", rngs=nnx.Rngs(0))
     x, m = _x(1, (2, 3, D)), _x(2, (2, 5, D))
     pad = jnp.array([[True] * 5, [True, True, True, False, False]])
     for memory in (attn.project_memory(m), attn.project_memory(m, pad)):
@@ -145,11 +151,11 @@ def test_heads_first_memory_attends_like_the_slots_first_layout() -> None:
     per_query = _x(3, (2, 3, 5)) > 0
     per_query = per_query.at[:, :, 0].set(True)  # every query sees a slot
     np.testing.assert_allclose(
-        attn.attend(x, memory.heads_first(), per_query),
-        attn.attend(x, memory, per_query),
+        attn(x, memory.heads_first(), mask=per_query),
+        attn(x, memory, mask=per_query),
         atol=1e-5,
     )
-    single = CrossAttention(D, HEADS, single_key=True, rngs=nnx.Rngs(0))
+    single = Attention(D, HEADS, kind="single_key", rngs=nnx.Rngs(0))
     one = single.project_memory(m[:, :1])
     np.testing.assert_array_equal(single(x, one.heads_first()), single(x, one))
 
@@ -228,9 +234,9 @@ def test_dropout() -> None:
 
 def test_parameters_carry_logical_axis_names() -> None:
     modules = [
-        EncoderBlock(D, HEADS, 64, ffn="swiglu", norm="rmsnorm", rngs=nnx.Rngs(0)),
-        DecoderBlock(D, HEADS, 64, single_key_memory=True, rngs=nnx.Rngs(0)),
-        DecoderBlock(D, HEADS, 64, memory_dim=16, rngs=nnx.Rngs(0)),
+        make_block(D, HEADS, 64, ffn="swiglu", norm="rmsnorm", rngs=nnx.Rngs(0)),
+        make_block(D, HEADS, 64, causal=True, cross_attention="single_key", rngs=nnx.Rngs(0)),
+        make_block(D, HEADS, 64, cross_attention="cross", memory_dim=16, rngs=nnx.Rngs(0)),
         TokenEmbedding(50, D, rngs=nnx.Rngs(0)),
     ]
     for module in modules:
@@ -239,3 +245,33 @@ def test_parameters_carry_logical_axis_names() -> None:
             assert names is not None, path
             assert len(names) == var.get_value().ndim, path
             assert set(names) <= LOGICAL_NAMES, (path, names)
+
+
+def _top_names(module: nnx.Module) -> set[str]:
+    return {str(path[0]) for path, _ in nnx.to_flat_state(nnx.state(module, nnx.Param))}
+
+
+def test_block_names_its_sublayers_as_checkpoints_do() -> None:
+    """Without cross-attention the self-attention is ``attention``; beside a cross-attention
+    it is ``self_attention``; ``names`` renames them (SONAR) and a norm name None drops a
+    norm. A per-query mask [B, T, T] that is causal gives the causal pass."""
+    plain = make_block(D, HEADS, 64, rope_base=10000.0, rngs=nnx.Rngs(0))
+    assert _top_names(plain) == {"attn_norm", "attention", "ffn_norm", "ffn"}
+    cross = make_block(D, HEADS, 64, cross_attention="cross", rngs=nnx.Rngs(0))
+    assert _top_names(cross) == {
+        *("self_norm", "self_attention", "cross_norm", "cross_attention", "ffn_norm", "ffn")
+    }
+    renamed = Block(
+        lambda: LayerNorm(D),
+        Attention(D, HEADS, rngs=nnx.Rngs(0)),
+        make_ffn("gelu", D, 64, rngs=nnx.Rngs(0)),
+        names={"attention": (None, "attn"), "ffn": ("ln", "mlp")},
+    )
+    assert _top_names(renamed) == {"attn", "ln", "mlp"}
+    with pytest.raises(ValueError, match="do not name"):
+        Block(lambda: LayerNorm(D), plain.attention, plain.ffn, names={"ffn": ("a", "b")})
+
+    causal = make_block(D, HEADS, 64, causal=True, rope_base=10000.0, rngs=nnx.Rngs(0))
+    x = _x(1, (2, 6, D))
+    tril = jnp.broadcast_to(jnp.tril(jnp.ones((6, 6), bool)), (2, 6, 6))
+    np.testing.assert_allclose(causal(x), plain(x, mask=tril), atol=1e-5)

@@ -29,10 +29,12 @@ Encoder-decoder attention over one memory vector is computed as ``output(value(v
 softmax over a single key is exactly 1, so that sublayer's query and key projections and its
 layer norm cannot change the output (the converter checks them and leaves them out).
 
-The package keeps only what fairseq2 parity requires: ``model`` (the networks: sinusoidal
-positions, LayerNorm-with-bias order, fairseq2's parameter names), ``search`` (fairseq2's
-greedy and beam search), ``codec`` (the NLLB tokenizer and :class:`SonarCodec`) and
-``convert`` (``lcm convert-sonar``).
+The package keeps only what fairseq2 parity requires: ``model`` (sinusoidal positions, and
+the layers as our :class:`~lcm.nn.Block` and :class:`~lcm.nn.Attention` with fairseq2's
+biased projections, ReLU feed-forward, LayerNorm eps and parameter names), ``search`` (the
+prompt prefill, positions and step scores that the shared search of :mod:`encoders.generate`
+runs with fairseq2's finishing rule), ``codec`` (the NLLB tokenizer and :class:`SonarCodec`)
+and ``convert`` (``lcm convert-sonar``).
 """
 
 from encoders.sonar.codec import SonarCodec, SonarTokenizer, add_nllb_control_symbols

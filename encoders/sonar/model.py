@@ -12,13 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lcm.nn import (
-    KVCache,
-    LayerNorm,
-    TokenEmbedding,
-    cached_attention,
-    matmul,
-)
+from lcm.nn import Attention, Block, KVCache, LayerNorm, TokenEmbedding, matmul
+from lcm.nn.transformer import BlockNames
 
 # Token ids of fairseq2's NLLB tokenizer (its SentencePiece model with <pad> inserted at 0).
 PAD_IDX, UNK_IDX, BOS_IDX, EOS_IDX = 0, 1, 2, 3
@@ -208,11 +203,13 @@ def sinusoid_table(num_positions: int, dim: int, offset: int) -> np.ndarray:
     return table
 
 
-class SonarAttention(nnx.Module):
-    """fairseq2's ``StandardMultiheadAttention``: biased q/k/v/output projections and
-    ``softmax(q k^T / sqrt(head_dim)) v`` per head.
+class SonarAttention(Attention):
+    """fairseq2's ``StandardMultiheadAttention`` as a self-:class:`~lcm.nn.Attention`:
+    ``softmax(q k^T / sqrt(head_dim)) v`` per head, masks and the KV cache as ours.
 
-    Shapes: ``B`` batch, ``T`` queries, ``S`` keys, ``N`` heads, ``H`` head dim.
+    Kept for parity: fairseq2's separate, biased ``q_proj``/``k_proj``/``v_proj``/
+    ``output_proj`` (its key names, which converted directories hold) instead of our fused,
+    bias-free ``qkv``/``out``; no RoPE (SONAR adds sinusoidal positions to its inputs).
 
     Args:
         dim: Model width d.
@@ -222,8 +219,10 @@ class SonarAttention(nnx.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.kind = "self"
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
+        self.rope_base = None
         self.dtype = dtype
         dense_kw = {"dtype": dtype, "partition_bias": True, "rngs": rngs}
         self.q_proj = matmul.dense(dim, dim, ("embed", "heads"), **dense_kw)
@@ -231,53 +230,25 @@ class SonarAttention(nnx.Module):
         self.v_proj = matmul.dense(dim, dim, ("embed", "heads"), **dense_kw)
         self.output_proj = matmul.dense(dim, dim, ("heads", "embed"), **dense_kw)
 
-    def _heads(self, x: jax.Array) -> jax.Array:
-        return x.reshape(*x.shape[:-1], self.num_heads, self.head_dim)
+    def _project(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, ...]:
+        heads = (self.num_heads, self.head_dim)
+        return tuple(
+            p(x).reshape(*x.shape[:-1], *heads) for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
 
-    def _out(self, attended: jax.Array) -> jax.Array:
-        return self.output_proj(attended.reshape(*attended.shape[:-2], -1))
-
-    def __call__(
-        self, x: jax.Array, *, mask: jax.Array | None = None, causal: bool = False
-    ) -> jax.Array:
-        """Self-attention over ``x`` [B, T, d]; ``mask`` [B, T] marks real keys (True).
-
-        Returns:
-            [B, T, d].
-        """
-        q, k, v = (self._heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
-        attn_mask = None if mask is None else mask[:, None, None, :]
-        out = jax.nn.dot_product_attention(q, k, v, mask=attn_mask, is_causal=causal)
-        return self._out(out)
-
-    def init_cache(self, batch: int, max_len: int) -> KVCache:
-        """An empty KV cache for ``max_len`` positions."""
-        return KVCache.zeros(batch, max_len, self.num_heads, self.head_dim, self.dtype)
-
-    def decode(self, x: jax.Array, cache: KVCache, index: jax.Array) -> tuple[jax.Array, KVCache]:
-        """Causal attention of new positions ``index .. index + T - 1`` to the cache.
-
-        Args:
-            x: [B, T, d] inputs at the new positions.
-            cache: Keys and values of the positions before ``index``.
-            index: Position of ``x[:, 0]`` (scalar int32).
-
-        Returns:
-            [B, T, d] and the cache holding the new keys and values too.
-        """
-        q, k, v = (self._heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
-        cache = cache.write(k, v, index)
-        positions = index + jnp.arange(x.shape[1])
-        visible = jnp.arange(cache.max_len)[None, :] <= positions[:, None]  # [T, S]
-        out = cached_attention(q, cache, visible[None, None])
-        return self._out(out), cache
+    def _merge(self, out: jax.Array) -> jax.Array:
+        return self.output_proj(out.reshape(*out.shape[:-2], -1))
 
 
 class SonarMemoryAttention(nnx.Module):
     """Encoder-decoder attention to a memory of one vector: ``output_proj(v_proj(m))``.
 
     The softmax over a single key is exactly 1 at every query, so this equals fairseq2's
-    attention whatever its query and key projections hold (they are not kept).
+    attention whatever its query and key projections and its layer norm hold (they are not
+    kept). Kept for parity: fairseq2's biased ``v_proj``/``output_proj`` names; the whole
+    sublayer output is projected once per sentence (:meth:`project_memory`), so that a decoding
+    step adds it and nothing more (ours, a single-key :class:`~lcm.nn.Attention`, keeps the
+    bias-free ``value``/``out`` of its checkpoints).
 
     Args:
         dim: Model width d (the memory is d-dim too).
@@ -290,13 +261,21 @@ class SonarMemoryAttention(nnx.Module):
         self.v_proj = matmul.dense(dim, dim, ("concept", "heads"), **dense_kw)
         self.output_proj = matmul.dense(dim, dim, ("heads", "embed"), **dense_kw)
 
-    def __call__(self, memory: jax.Array) -> jax.Array:
+    def project_memory(self, memory: jax.Array, mask: None = None) -> jax.Array:
         """``memory`` [B, d] -> the sublayer output at every query position, [B, 1, d]."""
         return self.output_proj(self.v_proj(memory))[:, None, :]
 
+    def __call__(self, x: jax.Array, memory: jax.Array, *, mask: None = None) -> jax.Array:
+        """The sublayer output for queries ``x``: the projected ``memory`` [B, 1, d]."""
+        return memory
+
 
 class SonarFeedForward(nnx.Module):
-    """fairseq2's ``StandardFeedForwardNetwork`` with ReLU and biases: [..., d] -> [..., d]."""
+    """fairseq2's ``StandardFeedForwardNetwork`` with ReLU and biases: [..., d] -> [..., d].
+
+    Kept for parity: ReLU and biases (ours are GELU or SwiGLU, bias-free) and fairseq2's
+    ``inner_proj``/``output_proj`` names.
+    """
 
     def __init__(self, dim: int, inner_dim: int, *, dtype: jnp.dtype, rngs: nnx.Rngs):
         dense_kw = {"dtype": dtype, "partition_bias": True, "rngs": rngs}
@@ -308,48 +287,32 @@ class SonarFeedForward(nnx.Module):
         return self.output_proj(jax.nn.relu(self.inner_proj(x)))
 
 
-class SonarEncoderLayer(nnx.Module):
-    """Pre-LN encoder layer: ``x + attn(ln(x))``, then ``x + ffn(ln(x))``."""
-
-    def __init__(self, cfg: SonarTransformerConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        d = cfg.model_dim
-        self.self_attn_layer_norm = LayerNorm(d, eps=_LN_EPS, dtype=dtype)
-        self.self_attn = SonarAttention(d, cfg.num_heads, dtype=dtype, rngs=rngs)
-        self.ffn_layer_norm = LayerNorm(d, eps=_LN_EPS, dtype=dtype)
-        self.ffn = SonarFeedForward(d, cfg.ffn_inner_dim, dtype=dtype, rngs=rngs)
-
-    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        """``x`` [B, T, d], ``mask`` [B, T] (True = real token) -> [B, T, d]."""
-        x = x + self.self_attn(self.self_attn_layer_norm(x), mask=mask)
-        return x + self.ffn(self.ffn_layer_norm(x))
+# fairseq2's attribute names of a layer's sublayers (the converted directories' keys); the
+# encoder-decoder attention has no norm (see SonarMemoryAttention).
+_ENCODER_NAMES: BlockNames = {
+    "attention": ("self_attn_layer_norm", "self_attn"),
+    "ffn": ("ffn_layer_norm", "ffn"),
+}
+_DECODER_NAMES: BlockNames = {**_ENCODER_NAMES, "cross_attention": (None, "encoder_decoder_attn")}
 
 
-class SonarDecoderLayer(nnx.Module):
-    """Pre-LN decoder layer: causal self-attention, attention to the sentence vector, FFN."""
-
-    def __init__(self, cfg: SonarTransformerConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        d = cfg.model_dim
-        self.self_attn_layer_norm = LayerNorm(d, eps=_LN_EPS, dtype=dtype)
-        self.self_attn = SonarAttention(d, cfg.num_heads, dtype=dtype, rngs=rngs)
-        self.encoder_decoder_attn = SonarMemoryAttention(d, dtype=dtype, rngs=rngs)
-        self.ffn_layer_norm = LayerNorm(d, eps=_LN_EPS, dtype=dtype)
-        self.ffn = SonarFeedForward(d, cfg.ffn_inner_dim, dtype=dtype, rngs=rngs)
-
-    def __call__(self, x: jax.Array, memory: jax.Array) -> jax.Array:
-        """``x`` [B, T, d] (positions 0..T-1), ``memory`` [B, 1, d] from
-        :meth:`SonarTextDecoder.project_memory` -> [B, T, d]."""
-        x = x + self.self_attn(self.self_attn_layer_norm(x), causal=True)
-        x = x + memory
-        return x + self.ffn(self.ffn_layer_norm(x))
-
-    def decode(
-        self, x: jax.Array, memory: jax.Array, cache: KVCache, index: jax.Array
-    ) -> tuple[jax.Array, KVCache]:
-        """The layer at positions ``index ..`` with a KV cache; returns [B, T, d] and it."""
-        h, cache = self.self_attn.decode(self.self_attn_layer_norm(x), cache, index)
-        x = x + h
-        x = x + memory
-        return x + self.ffn(self.ffn_layer_norm(x)), cache
+def sonar_layer(
+    cfg: SonarTransformerConfig, *, decoder: bool, dtype: jnp.dtype, rngs: nnx.Rngs
+) -> Block:
+    """A SONAR layer as our pre-norm :class:`~lcm.nn.Block` (fairseq2's layer-norm order is
+    pre-norm too): ``x + attn(ln(x))``, in the decoder causal and followed by ``x + memory``
+    (the encoder-decoder attention to the sentence vector), then ``x + ffn(ln(x))``. LayerNorm
+    with bias and eps 1e-5, fairseq2's names."""
+    d = cfg.model_dim
+    # Keyword order = initialization order.
+    return Block(
+        lambda: LayerNorm(d, eps=_LN_EPS, dtype=dtype),
+        attention=SonarAttention(d, cfg.num_heads, dtype=dtype, rngs=rngs),
+        cross_attention=SonarMemoryAttention(d, dtype=dtype, rngs=rngs) if decoder else None,
+        ffn=SonarFeedForward(d, cfg.ffn_inner_dim, dtype=dtype, rngs=rngs),
+        causal=decoder,
+        names=_DECODER_NAMES if decoder else _ENCODER_NAMES,
+    )
 
 
 def _positions(cfg: SonarTransformerConfig, positions: jax.Array) -> jax.Array:
@@ -373,7 +336,7 @@ class SonarTextEncoder(nnx.Module):
         self.config = cfg
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.model_dim, dtype=dtype, rngs=rngs)
         self.layers = nnx.List(
-            [SonarEncoderLayer(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.num_layers)]
+            [sonar_layer(cfg, decoder=False, dtype=dtype, rngs=rngs) for _ in range(cfg.num_layers)]
         )
         self.layer_norm = LayerNorm(cfg.model_dim, eps=_LN_EPS, dtype=dtype)
 
@@ -397,7 +360,7 @@ class SonarTextEncoder(nnx.Module):
         x = self.embed(tokens)
         x = (x.astype(jnp.float32) + _positions(self.config, jnp.arange(seq))).astype(x.dtype)
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, mask=mask)
         x = self.layer_norm(x).astype(jnp.float32)
         weights = mask.astype(jnp.float32)
         total = jnp.sum(x * weights[..., None], axis=1)
@@ -419,7 +382,7 @@ class SonarTextDecoder(nnx.Module):
         self.config = cfg
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.model_dim, dtype=dtype, rngs=rngs)
         self.layers = nnx.List(
-            [SonarDecoderLayer(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.num_layers)]
+            [sonar_layer(cfg, decoder=True, dtype=dtype, rngs=rngs) for _ in range(cfg.num_layers)]
         )
         self.layer_norm = LayerNorm(cfg.model_dim, eps=_LN_EPS, dtype=dtype)
 
@@ -429,7 +392,7 @@ class SonarTextDecoder(nnx.Module):
 
     def project_memory(self, concepts: jax.Array) -> tuple[jax.Array, ...]:
         """Per-layer encoder-decoder attention outputs of ``concepts`` [B, d]: [B, 1, d] each."""
-        return tuple(layer.encoder_decoder_attn(concepts) for layer in self.layers)
+        return tuple(layer.project_memory(concepts) for layer in self.layers)
 
     def __call__(self, tokens: jax.Array, concepts: jax.Array) -> jax.Array:
         """Teacher-forced pass.
@@ -448,7 +411,7 @@ class SonarTextDecoder(nnx.Module):
 
     def init_cache(self, batch: int, max_len: int) -> tuple[KVCache, ...]:
         """Empty per-layer KV caches for ``max_len`` positions."""
-        return tuple(layer.self_attn.init_cache(batch, max_len) for layer in self.layers)
+        return tuple(layer.init_cache(batch, max_len) for layer in self.layers)
 
     def decode_step(
         self,
@@ -471,7 +434,7 @@ class SonarTextDecoder(nnx.Module):
         x = self._inputs(tokens, index + jnp.arange(tokens.shape[1]))
         new_caches = []
         for layer, memory, cache in zip(self.layers, memories, caches):
-            x, cache = layer.decode(x, memory, cache, index)
+            x, cache = layer.decode(x, cache, index, memory)
             new_caches.append(cache)
         return self.embed.attend(self.layer_norm(x)), tuple(new_caches)
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from encoders.generate import greedy_loop
 from encoders.tokenizer import EOS_ID, PAD_ID
 from lcm.config import ConfigError, from_dict, read_yaml, save_yaml, to_dict
 from lcm.data.tasks import TASK_MARKERS
@@ -120,20 +121,14 @@ class TokenLM(nnx.Module):
         h, caches = self.decoder.decode(
             self.embed(prompt), caches, jnp.int32(0), first, last_only=True
         )
-        token = jnp.argmax(self.embed.attend(h[:, -1]), axis=-1).astype(jnp.int32)
 
-        def body(carry: Any, i: jax.Array) -> tuple[Any, jax.Array]:
-            caches, token, done = carry
-            out = jnp.where(done, PAD_ID, token)
-            done = done | (token == EOS_ID)
-            h, caches = self.decoder.decode(self.embed(token[:, None]), caches, p + i, first)
-            nxt = jnp.argmax(self.embed.attend(h[:, 0]), axis=-1).astype(jnp.int32)
-            return (caches, nxt, done), out
+        def step(caches: Any, tokens: jax.Array, t: jax.Array) -> tuple[jax.Array, Any]:
+            # The token of step t - 1 sits at position p + t - 1.
+            h, caches = self.decoder.decode(self.embed(tokens[:, None]), caches, p + t - 1, first)
+            return self.embed.attend(h[:, 0]), caches
 
-        _, out = jax.lax.scan(
-            body, (caches, token, jnp.zeros(b, bool)), jnp.arange(max_new, dtype=jnp.int32)
-        )
-        return out.T
+        scores = self.embed.attend(h[:, -1])
+        return greedy_loop(step, caches, scores, max_new, eos_id=EOS_ID, pad_id=PAD_ID)
 
 
 def _greedy_impl(

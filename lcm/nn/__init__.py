@@ -5,11 +5,11 @@ the trainer maps them to the device mesh.
 """
 
 from lcm.nn.attention import (
-    CrossAttention,
+    Attention,
     HeadsFirstMemoryKV,
     KVCache,
     MemoryKV,
-    SelfAttention,
+    attention_mask,
     cached_attention,
     heads_first_attention,
 )
@@ -17,12 +17,18 @@ from lcm.nn.embeddings import LearnedPositions, TokenEmbedding, apply_rope, sinu
 from lcm.nn.ffn import FfnKind, GeluMlp, SwiGlu, make_ffn
 from lcm.nn.norms import LayerNorm, NormKind, RMSNorm, make_norm
 from lcm.nn.params import kernel_init, param, partitioned
-from lcm.nn.transformer import DecoderBlock, EncoderBlock, call_block, dropout, split_rng
+from lcm.nn.transformer import (
+    Block,
+    call_block,
+    dropout,
+    make_block,
+    residual_scale,
+    split_rng,
+)
 
 __all__ = [
-    "CrossAttention",
-    "DecoderBlock",
-    "EncoderBlock",
+    "Attention",
+    "Block",
     "FfnKind",
     "GeluMlp",
     "HeadsFirstMemoryKV",
@@ -32,19 +38,21 @@ __all__ = [
     "MemoryKV",
     "NormKind",
     "RMSNorm",
-    "SelfAttention",
     "SwiGlu",
     "TokenEmbedding",
     "apply_rope",
+    "attention_mask",
     "cached_attention",
     "call_block",
     "dropout",
     "heads_first_attention",
     "kernel_init",
+    "make_block",
     "make_ffn",
     "make_norm",
     "param",
     "partitioned",
+    "residual_scale",
     "sinusoidal_positions",
     "split_rng",
 ]

@@ -1,12 +1,13 @@
-"""Multi-head attention: self-attention (padding/causal masks, RoPE, a KV cache) and
-cross-attention to a memory, both on top of ``jax.nn.dot_product_attention``.
+"""Multi-head attention: one :class:`Attention` for self-attention (RoPE, a KV cache) and for
+cross-attention to a memory, under a general mask (key padding, causal, or any per-query
+pattern), on top of ``jax.nn.dot_product_attention``.
 
 Shapes: ``B`` batch, ``T`` query length, ``S`` key length, ``N`` heads, ``H`` head dim.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -138,15 +139,55 @@ class HeadsFirstMemoryKV(NamedTuple):
     mask: jax.Array | None
 
 
-class SelfAttention(nnx.Module):
-    """Multi-head self-attention with a fused QKV projection.
+AttentionKind = Literal["self", "cross", "single_key"]
+
+
+def attention_mask(mask: jax.Array | None) -> jax.Array | None:
+    """A mask in the layout attention broadcasts, ``[B, N, T, S]``.
 
     Args:
-        d_model: Model width.
+        mask: None (attend everywhere); [B, S], a key padding mask (True = real key); or
+            [B, T, S], a per-query mask (``mask[b, q, k]`` True where query ``q`` may attend
+            to key ``k``); or already [B, N or 1, T or 1, S]. Every query row needs at
+            least one True entry.
+
+    Returns:
+        ``mask`` broadcastable to [B, N, T, S], or None.
+    """
+    if mask is None or mask.ndim == 4:
+        return mask
+    if mask.ndim == 2:
+        return mask[:, None, None, :]
+    if mask.ndim == 3:
+        return mask[:, None]
+    raise ValueError(f"an attention mask is [B, S], [B, T, S] or [B, N, T, S], got {mask.shape}")
+
+
+class Attention(nnx.Module):
+    """Multi-head attention under a general mask, with an optional KV cache.
+
+    One module for every attention sublayer; ``kind`` picks where keys come from (and so which
+    projections it holds, i.e. its parameter paths):
+
+    * ``"self"``: keys are the queries' own sequence, through one fused ``qkv`` projection,
+      with optional RoPE. :meth:`__call__` attends over the whole sequence under a mask (and
+      ``causal``); :meth:`decode` runs new positions against a :class:`KVCache`.
+    * ``"cross"``: keys are a memory (an encoder output, a context), projected once by
+      :meth:`project_memory` through a fused ``key_value`` projection and reused for every
+      query and step; queries go through ``query``.
+    * ``"single_key"``: a memory of exactly one vector. Softmax over one key is identically 1,
+      so the sublayer reduces exactly to ``out(value(memory))`` broadcast over the queries; the
+      query and key projections would get no gradient and are not created. Called without a
+      memory, each position attends to itself only (its own input is its one key).
+
+    Args:
+        d_model: Query (and output) width.
         num_heads: Number of heads.
+        kind: "self", "cross" or "single_key" (see above).
+        memory_dim: Memory width for "cross"/"single_key" (default ``d_model``).
         head_dim: Per-head width (default ``d_model // num_heads``).
-        rope_base: Apply rotary embeddings to queries and keys with this base; None for no
-            RoPE (absolute positions are then added to the inputs by the caller).
+        rope_base: Apply rotary embeddings to self-attention queries and keys with this base;
+            None for no RoPE (absolute positions are then added to the inputs by the caller).
         out_scale: Initializer variance scale of the output projection.
         dtype: Compute dtype.
         param_dtype: Parameter dtype.
@@ -158,6 +199,8 @@ class SelfAttention(nnx.Module):
         d_model: int,
         num_heads: int,
         *,
+        kind: AttentionKind = "self",
+        memory_dim: int | None = None,
         head_dim: int | None = None,
         rope_base: float | None = None,
         out_scale: float = 1.0,
@@ -165,25 +208,39 @@ class SelfAttention(nnx.Module):
         param_dtype: jnp.dtype = jnp.float32,
         rngs: nnx.Rngs,
     ):
+        if kind not in ("self", "cross", "single_key"):
+            raise ValueError(f"unknown attention kind {kind!r}")
+        self.kind = kind
         self.num_heads = num_heads
         self.head_dim = head_dim or d_model // num_heads
         self.rope_base = rope_base
         self.dtype = dtype
+        memory_dim = memory_dim or d_model
         inner = num_heads * self.head_dim
         dense_kw = {"use_bias": False, "dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
-        self.qkv = nnx.Einsum(
-            "...d,dkh->...kh",
-            (d_model, 3, inner),
-            einsum_op=matmul.einsum,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            kernel_init=partitioned(kernel_init(batch_axis=(1,)), ("embed", None, "heads")),
-            rngs=rngs,
-        )
+        fused_kw = {
+            "einsum_op": matmul.einsum,
+            "dtype": dtype,
+            "param_dtype": param_dtype,
+            "kernel_init": partitioned(kernel_init(batch_axis=(1,)), ("embed", None, "heads")),
+            "rngs": rngs,
+        }
+        if kind == "self":
+            self.qkv = nnx.Einsum("...d,dkh->...kh", (d_model, 3, inner), **fused_kw)
+        elif kind == "single_key":
+            self.value = matmul.dense(memory_dim, inner, ("embed", "heads"), **dense_kw)
+        else:
+            self.query = matmul.dense(d_model, inner, ("embed", "heads"), **dense_kw)
+            self.key_value = nnx.Einsum("...d,dkh->...kh", (memory_dim, 2, inner), **fused_kw)
         self.out = matmul.dense(inner, d_model, ("heads", "embed"), scale=out_scale, **dense_kw)
 
+    @property
+    def single_key(self) -> bool:
+        """The memory is one vector (see the class docstring)."""
+        return self.kind == "single_key"
+
     def _project(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, ...]:
-        """[B, T, d] -> q, k, v each [B, T, N, H] (RoPE applied to q and k)."""
+        """Self-attention inputs [B, T, d] -> q, k, v each [B, T, N, H] (RoPE applied to q, k)."""
         qkv = self.qkv(x).reshape(*x.shape[:-1], 3, self.num_heads, self.head_dim)
         q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
         if self.rope_base is not None:
@@ -192,37 +249,85 @@ class SelfAttention(nnx.Module):
         return q, k, v
 
     def _merge(self, out: jax.Array) -> jax.Array:
+        """Attended values [..., N, H] -> the output projection [..., d_model]."""
         return self.out(out.reshape(*out.shape[:-2], self.num_heads * self.head_dim))
 
     def __call__(
         self,
         x: jax.Array,
+        memory: MemoryKV | HeadsFirstMemoryKV | None = None,
         *,
         mask: jax.Array | None = None,
         causal: bool = False,
         positions: jax.Array | None = None,
     ) -> jax.Array:
-        """Attend over the whole sequence.
+        """Attend from ``x`` [B, T, d_model] to its own sequence, or to ``memory``.
 
         Args:
             x: [B, T, d_model].
-            mask: Key padding mask [B, T] (True = real token); padded keys are never attended,
-                so outputs at real positions do not depend on pad contents.
-            causal: Each position attends only to itself and earlier positions.
+            memory: From :meth:`project_memory` (either layout), for "cross" and "single_key";
+                None for self-attention (and for a "single_key" attention to itself).
+            mask: See :func:`attention_mask`: a key padding mask [B, S] (padded keys are never
+                attended, so outputs at real positions do not depend on pad contents), or a
+                per-query mask [B, T, S]. A memory's own padding mask applies as well.
+            causal: Each position attends only to itself and earlier positions (self).
             positions: Token positions [B, T] or [T] for RoPE (default ``arange(T)``).
 
         Returns:
             [B, T, d_model].
         """
+        if self.kind == "single_key":
+            if mask is not None:
+                raise ValueError("a single-key attention has nothing to mask")
+            if memory is None:  # each position is its own single key
+                b, t, d = x.shape
+                flat = x.reshape(b * t, 1, d)
+                return self(flat, self.project_memory(flat)).reshape(b, t, -1)
+            # one slot: both memory layouts flatten alike
+            out = self.out(memory.value.reshape(x.shape[0], 1, -1))
+            return jnp.broadcast_to(out, (*x.shape[:-1], out.shape[-1]))
+        if self.kind == "cross":
+            if memory is None:
+                raise ValueError("a cross-attention needs a memory")
+            keys = attention_mask(memory.mask)
+            if mask is not None:
+                keys = attention_mask(mask) if keys is None else attention_mask(mask) & keys
+            q = self.query(x).reshape(*x.shape[:-1], self.num_heads, self.head_dim)
+            if isinstance(memory, HeadsFirstMemoryKV):
+                out = heads_first_attention(q, memory.key, memory.value, keys)
+            else:
+                out = jax.nn.dot_product_attention(q, memory.key, memory.value, mask=keys)
+            return self._merge(out)
         if positions is None:
             positions = np.arange(x.shape[1])  # static: constant RoPE tables
         q, k, v = self._project(x, positions)
-        attn_mask = None if mask is None else mask[:, None, None, :]
-        out = jax.nn.dot_product_attention(q, k, v, mask=attn_mask, is_causal=causal)
+        out = jax.nn.dot_product_attention(q, k, v, mask=attention_mask(mask), is_causal=causal)
         return self._merge(out)
 
+    def project_memory(self, memory: jax.Array, mask: jax.Array | None = None) -> MemoryKV:
+        """Project a memory once ("cross" and "single_key"; reused for every query and step).
+
+        Args:
+            memory: [B, S, memory_dim].
+            mask: [B, S] bool (True = attend), or None.
+
+        Returns:
+            The projected memory.
+        """
+        heads = (self.num_heads, self.head_dim)
+        if self.single_key:
+            if memory.shape[1] != 1 or mask is not None:
+                raise ValueError(
+                    f"single_key attention needs an unmasked memory of length 1, got "
+                    f"shape {memory.shape}{' with a mask' if mask is not None else ''}"
+                )
+            value = self.value(memory).reshape(*memory.shape[:2], *heads)
+            return MemoryKV(None, value, None)
+        kv = self.key_value(memory).reshape(*memory.shape[:2], 2, *heads)
+        return MemoryKV(kv[:, :, 0], kv[:, :, 1], mask)
+
     def init_cache(self, batch: int, max_len: int) -> KVCache:
-        """An empty KV cache for incremental decoding of up to ``max_len`` positions."""
+        """An empty KV cache for incremental decoding of up to ``max_len`` positions (self)."""
         return KVCache.zeros(batch, max_len, self.num_heads, self.head_dim, self.dtype)
 
     def write(self, x: jax.Array, cache: KVCache, index: jax.Array) -> KVCache:
@@ -240,7 +345,7 @@ class SelfAttention(nnx.Module):
         *,
         last_only: bool = False,
     ) -> tuple[jax.Array, KVCache]:
-        """Causal attention for new positions ``index .. index+T-1`` against the cache.
+        """Causal self-attention for new positions ``index .. index+T-1`` against the cache.
 
         Args:
             x: New positions, [B, T, d_model] (T = 1 per step, or a prompt).
@@ -273,99 +378,3 @@ class SelfAttention(nnx.Module):
             mask = mask & real[:, None]
         out = cached_attention(q, cache, mask)
         return self._merge(out), cache
-
-
-class CrossAttention(nnx.Module):
-    """Multi-head attention from queries to a memory (e.g. an encoder output).
-
-    With ``single_key=True`` the memory is always exactly one vector. Softmax over one key is
-    identically 1, so the layer reduces exactly to ``out(value(memory))`` broadcast over the
-    queries; the query and key projections would get no gradient and are not created.
-
-    Args:
-        d_model: Query (and output) width.
-        num_heads: Number of heads.
-        memory_dim: Memory width (default ``d_model``).
-        head_dim: Per-head width (default ``d_model // num_heads``).
-        single_key: The memory has length 1 (see above).
-        out_scale: Initializer variance scale of the output projection.
-        dtype: Compute dtype.
-        param_dtype: Parameter dtype.
-        rngs: Initialization RNGs.
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        *,
-        memory_dim: int | None = None,
-        head_dim: int | None = None,
-        single_key: bool = False,
-        out_scale: float = 1.0,
-        dtype: jnp.dtype = jnp.float32,
-        param_dtype: jnp.dtype = jnp.float32,
-        rngs: nnx.Rngs,
-    ):
-        self.num_heads = num_heads
-        self.head_dim = head_dim or d_model // num_heads
-        self.single_key = single_key
-        memory_dim = memory_dim or d_model
-        inner = num_heads * self.head_dim
-        dense_kw = {"use_bias": False, "dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
-        if single_key:
-            self.value = matmul.dense(memory_dim, inner, ("embed", "heads"), **dense_kw)
-        else:
-            self.query = matmul.dense(d_model, inner, ("embed", "heads"), **dense_kw)
-            self.key_value = nnx.Einsum(
-                "...d,dkh->...kh",
-                (memory_dim, 2, inner),
-                einsum_op=matmul.einsum,
-                dtype=dtype,
-                param_dtype=param_dtype,
-                kernel_init=partitioned(kernel_init(batch_axis=(1,)), ("embed", None, "heads")),
-                rngs=rngs,
-            )
-        self.out = matmul.dense(inner, d_model, ("heads", "embed"), scale=out_scale, **dense_kw)
-
-    def project_memory(self, memory: jax.Array, mask: jax.Array | None = None) -> MemoryKV:
-        """Project the memory once (reused for every query and decoding step).
-
-        Args:
-            memory: [B, S, memory_dim].
-            mask: [B, S] bool (True = attend), or None.
-
-        Returns:
-            The projected memory.
-        """
-        heads = (self.num_heads, self.head_dim)
-        if self.single_key:
-            if memory.shape[1] != 1 or mask is not None:
-                raise ValueError(
-                    f"single_key cross-attention needs an unmasked memory of length 1, got "
-                    f"shape {memory.shape}{' with a mask' if mask is not None else ''}"
-                )
-            value = self.value(memory).reshape(*memory.shape[:2], *heads)
-            return MemoryKV(None, value, None)
-        kv = self.key_value(memory).reshape(*memory.shape[:2], 2, *heads)
-        return MemoryKV(kv[:, :, 0], kv[:, :, 1], mask)
-
-    def __call__(self, x: jax.Array, memory: MemoryKV | HeadsFirstMemoryKV) -> jax.Array:
-        """Attend from ``x`` [B, T, d_model] to ``memory``; returns [B, T, d_model]."""
-        if self.single_key:  # one slot: both layouts flatten alike
-            out = self.out(memory.value.reshape(x.shape[0], 1, -1))
-            return jnp.broadcast_to(out, (*x.shape[:-1], out.shape[-1]))
-        mask = None if memory.mask is None else memory.mask[:, None, None, :]
-        return self.attend_keys(x, memory, mask)
-
-    def attend_keys(
-        self, x: jax.Array, memory: MemoryKV | HeadsFirstMemoryKV, mask: jax.Array | None
-    ) -> jax.Array:
-        """Attention of ``x`` [B, T, d_model] to a keyed memory in either layout, under
-        ``mask`` (broadcastable to [B, N, T, S], or None); returns [B, T, d_model]."""
-        q = self.query(x).reshape(*x.shape[:-1], self.num_heads, self.head_dim)
-        if isinstance(memory, HeadsFirstMemoryKV):
-            out = heads_first_attention(q, memory.key, memory.value, mask)
-        else:
-            out = jax.nn.dot_product_attention(q, memory.key, memory.value, mask=mask)
-        return self.out(out.reshape(*out.shape[:-2], self.num_heads * self.head_dim))

@@ -14,84 +14,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcm.nn.attention import KVCache
-from lcm.nn.ffn import SwiGlu
-from lcm.nn.masked_attention import MaskedSelfAttention
 from lcm.nn.norms import RMSNorm
-from lcm.nn.transformer import call_block, dropout
-
-
-def _split(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
-    return [None] * n if rng is None else list(jax.random.split(rng, n))
-
-
-class MaskedBlock(nnx.Module):
-    """``x + attn(norm(x))`` then ``x + swiglu(norm(x))``.
-
-    Args:
-        d_model: Model width.
-        num_heads: Attention heads.
-        mlp_dim: SwiGLU hidden width.
-        num_layers: Depth of the stack (residual projections are initialized with variance
-            ``1 / (2 * num_layers)``).
-        rope_base: RoPE base.
-        dropout_rate: Residual dropout.
-        dtype: Compute dtype.
-        param_dtype: Parameter dtype.
-        rngs: Initialization RNGs.
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        mlp_dim: int,
-        *,
-        num_layers: int,
-        rope_base: float = 10000.0,
-        dropout_rate: float = 0.0,
-        dtype: jnp.dtype = jnp.float32,
-        param_dtype: jnp.dtype = jnp.float32,
-        rngs: nnx.Rngs,
-    ):
-        kw = {"dtype": dtype, "param_dtype": param_dtype}
-        out_scale = 1.0 / (2 * num_layers)
-        self.dropout_rate = dropout_rate
-        self.attn_norm = RMSNorm(d_model, **kw)
-        self.attention = MaskedSelfAttention(
-            d_model, num_heads, rope_base=rope_base, out_scale=out_scale, rngs=rngs, **kw
-        )
-        self.ffn_norm = RMSNorm(d_model, **kw)
-        self.ffn = SwiGlu(d_model, mlp_dim, out_scale=out_scale, rngs=rngs, **kw)
-
-    def __call__(
-        self, x: jax.Array, mask: jax.Array, positions: jax.Array, rng: jax.Array | None
-    ) -> jax.Array:
-        """[B, T, d_model] -> [B, T, d_model] under ``mask`` [B, T, T]."""
-        r_attn, r_ffn = _split(rng, 2)
-        h = self.attention.attend(self.attn_norm(x), mask, positions)
-        x = x + dropout(h, self.dropout_rate, r_attn)
-        return x + dropout(self.ffn(self.ffn_norm(x)), self.dropout_rate, r_ffn)
-
-    def decode(
-        self,
-        x: jax.Array,
-        cache: KVCache,
-        index: jax.Array,
-        first: jax.Array | None = None,
-        *,
-        last_only: bool = False,
-    ) -> tuple[jax.Array, KVCache]:
-        """Causal pass of positions ``index .. index+T-1`` against ``cache``; with
-        ``last_only``, every position is cached but only the last one's output computed."""
-        h, cache = self.attention.decode(
-            self.attn_norm(x), cache, index, first, last_only=last_only
-        )
-        x = (x[:, -1:] if last_only else x) + h
-        return x + self.ffn(self.ffn_norm(x)), cache
+from lcm.nn.transformer import call_block, make_block, split_rng
 
 
 class MaskedTransformer(nnx.Module):
-    """A stack of :class:`MaskedBlock` followed by a final RMSNorm.
+    """A stack of :class:`~lcm.nn.transformer.Block` (RMSNorm, RoPE self-attention, SwiGLU)
+    followed by a final RMSNorm.
 
     Args:
         d_model: Model width.
@@ -123,11 +52,13 @@ class MaskedTransformer(nnx.Module):
         self.remat = remat
         self.blocks = nnx.List(
             [
-                MaskedBlock(
+                make_block(
                     d_model,
                     num_heads,
                     mlp_dim,
                     num_layers=num_layers,
+                    ffn="swiglu",
+                    norm="rmsnorm",
                     rope_base=rope_base,
                     dropout_rate=dropout_rate,
                     dtype=dtype,
@@ -157,13 +88,13 @@ class MaskedTransformer(nnx.Module):
         Returns:
             [B, T, d_model].
         """
-        for block, r in zip(self.blocks, _split(rng, len(self.blocks))):
-            x = call_block(block, x, mask, positions, r, remat=self.remat)
+        for block, r in zip(self.blocks, split_rng(rng, len(self.blocks))):
+            x = call_block(block, x, mask=mask, positions=positions, rng=r, remat=self.remat)
         return self.final_norm(x)
 
     def init_cache(self, batch: int, max_len: int) -> list[KVCache]:
         """Empty KV caches (one per block) for up to ``max_len`` positions."""
-        return [block.attention.init_cache(batch, max_len) for block in self.blocks]
+        return [block.init_cache(batch, max_len) for block in self.blocks]
 
     def decode(
         self,
@@ -190,7 +121,7 @@ class MaskedTransformer(nnx.Module):
             written.
         """
         x, new_caches = self._decode_before_final(x, caches, index, first)
-        x, cache = self.blocks[-1].decode(x, caches[-1], index, first, last_only=last_only)
+        x, cache = self.blocks[-1].decode(x, caches[-1], index, first=first, last_only=last_only)
         return self.final_norm(x), [*new_caches, cache]
 
     def fill_cache(
@@ -203,8 +134,7 @@ class MaskedTransformer(nnx.Module):
         """Write new positions ``index .. index+T-1`` ([B, T, d_model]) to the caches when
         their outputs are not needed: the final block only projects its keys and values."""
         x, new_caches = self._decode_before_final(x, caches, index, first)
-        final = self.blocks[-1]
-        return [*new_caches, final.attention.write(final.attn_norm(x), caches[-1], index)]
+        return [*new_caches, self.blocks[-1].write(x, caches[-1], index)]
 
     def _decode_before_final(
         self,
@@ -217,6 +147,6 @@ class MaskedTransformer(nnx.Module):
         [B, T, d_model] and the updated caches of the blocks before it."""
         new_caches = []
         for block, cache in zip(self.blocks, caches[:-1]):  # zip stops before the final block
-            x, cache = block.decode(x, cache, index, first)
+            x, cache = block.decode(x, cache, index, first=first)
             new_caches.append(cache)
         return x, new_caches

@@ -21,17 +21,24 @@ from flax import nnx
 
 from lcm.models.config import TransformerConfig
 from lcm.nn import matmul
-from lcm.nn.adaln import AdaLNModulator, modulate
-from lcm.nn.attention import CrossAttention, HeadsFirstMemoryKV, MemoryKV
+from lcm.nn.adaln import AdaLNModulator
+from lcm.nn.attention import Attention, HeadsFirstMemoryKV, MemoryKV
 from lcm.nn.ffn import SwiGlu
-from lcm.nn.masked_attention import MaskedCrossAttention
 from lcm.nn.norms import RMSNorm
 from lcm.nn.timestep import TimestepEmbedding
-from lcm.nn.transformer import call_block, dropout
+from lcm.nn.transformer import Block, call_block, residual_scale, split_rng
 
 
-class DenoiserBlock(nnx.Module):
-    """One AdaLN-modulated block (see the module docstring).
+def denoiser_block(
+    d_model: int,
+    num_heads: int,
+    mlp_dim: int,
+    *,
+    num_layers: int,
+    dropout_rate: float,
+    rngs: nnx.Rngs,
+) -> Block:
+    """One AdaLN-modulated :class:`~lcm.nn.transformer.Block` (see the module docstring).
 
     Args:
         d_model: Width.
@@ -41,70 +48,20 @@ class DenoiserBlock(nnx.Module):
         dropout_rate: Residual dropout.
         rngs: Initialization RNGs.
     """
-
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        mlp_dim: int,
-        *,
-        num_layers: int,
-        dropout_rate: float,
-        rngs: nnx.Rngs,
-    ):
-        out_scale = 1.0 / (2 * num_layers)
-        self.dropout_rate = dropout_rate
-        self.self_norm = RMSNorm(d_model)
-        self.self_attention = CrossAttention(
-            d_model, num_heads, single_key=True, out_scale=out_scale, rngs=rngs
-        )
-        self.cross_norm = RMSNorm(d_model)
-        self.cross_attention = MaskedCrossAttention(
-            d_model, num_heads, out_scale=out_scale, rngs=rngs
-        )
-        self.ffn_norm = RMSNorm(d_model)
-        self.ffn = SwiGlu(d_model, mlp_dim, out_scale=out_scale, rngs=rngs)
-        self.modulator = AdaLNModulator(d_model, d_model, num_sublayers=3, rngs=rngs)
-
-    def _self_attend(self, x: jax.Array) -> jax.Array:
-        """Attention of each position to itself only: [B, T, d] -> [B, T, d]."""
-        b, t, d = x.shape
-        flat = x.reshape(b * t, 1, d)
-        out = self.self_attention(flat, self.self_attention.project_memory(flat))
-        return out.reshape(b, t, d)
-
-    def __call__(
-        self,
-        x: jax.Array,
-        cond: jax.Array,
-        memory: MemoryKV | HeadsFirstMemoryKV,
-        mask: jax.Array,
-        rng: jax.Array | None,
-    ) -> jax.Array:
-        """One block.
-
-        Args:
-            x: [B, T, d_model] noisy-concept stream.
-            cond: [B, T, d_model] timestep embedding per position.
-            memory: This block's projection of the context (zero vector first), S keys.
-            mask: [B, T, S] bool, visible context keys per position.
-            rng: Dropout key, or None.
-
-        Returns:
-            [B, T, d_model].
-        """
-        r = [None] * 3 if rng is None else list(jax.random.split(rng, 3))
-        m_self, m_cross, m_ffn = self.modulator(cond)
-        h = self._self_attend(modulate(self.self_norm(x), m_self))
-        x = x + m_self.gate * dropout(h, self.dropout_rate, r[0])
-        h = self.cross_attention.attend(modulate(self.cross_norm(x), m_cross), memory, mask)
-        x = x + m_cross.gate * dropout(h, self.dropout_rate, r[1])
-        h = self.ffn(modulate(self.ffn_norm(x), m_ffn))
-        return x + m_ffn.gate * dropout(h, self.dropout_rate, r[2])
+    scale = residual_scale(num_layers)
+    # Keyword order = initialization order.
+    return Block(
+        lambda: RMSNorm(d_model),
+        attention=Attention(d_model, num_heads, kind="single_key", out_scale=scale, rngs=rngs),
+        cross_attention=Attention(d_model, num_heads, kind="cross", out_scale=scale, rngs=rngs),
+        ffn=SwiGlu(d_model, mlp_dim, out_scale=scale, rngs=rngs),
+        modulation=AdaLNModulator(d_model, d_model, num_sublayers=3, rngs=rngs),
+        dropout_rate=dropout_rate,
+    )
 
 
 class Denoiser(nnx.Module):
-    """Input projection, timestep embedding, :class:`DenoiserBlock` stack, output projection.
+    """Input projection, timestep embedding, :func:`denoiser_block` stack, output projection.
 
     Args:
         concept_dim: D.
@@ -119,7 +76,7 @@ class Denoiser(nnx.Module):
         self.time = TimestepEmbedding(d_model, rngs=rngs)
         self.blocks = nnx.List(
             [
-                DenoiserBlock(
+                denoiser_block(
                     d_model,
                     cfg.num_heads,
                     cfg.mlp_dim,
@@ -141,7 +98,7 @@ class Denoiser(nnx.Module):
         """
         zero = jnp.zeros_like(context[:, :1])
         full = jnp.concatenate([zero, context], axis=1)
-        return [block.cross_attention.project_memory(full) for block in self.blocks]
+        return [block.project_memory(full) for block in self.blocks]
 
     def __call__(
         self,
@@ -168,7 +125,7 @@ class Denoiser(nnx.Module):
         mask = jnp.concatenate([jnp.ones((b, n, 1), bool), visible], axis=2)
         cond = self.time(jnp.broadcast_to(t, (b, n)))
         x = self.in_proj(x_t)
-        keys = [None] * len(self.blocks) if rng is None else jax.random.split(rng, len(self.blocks))
+        keys = split_rng(rng, len(self.blocks))
         for block, memory, r in zip(self.blocks, memories, keys):
-            x = call_block(block, x, cond, memory, mask, r, remat=self.remat)
+            x = call_block(block, x, memory, memory_mask=mask, cond=cond, rng=r, remat=self.remat)
         return self.out_proj(self.final_norm(x))
