@@ -64,6 +64,9 @@ ENCODE_BATCH = 32
 # shipped codec's beam 8 decoded 12.8 sentences/s in calls of 1-4 sentences, 11.2 in calls of
 # 8 and 7.2 in calls of 128.
 BEAM_ROWS = 32
+# Padded widths of the token history that n-gram blocking (``decode(no_repeat_ngram=...)``)
+# compares against; a longer history keeps its most recent tokens.
+HISTORY_WIDTHS = (0, 64, 128, 256, 512)
 # Most bytes of KV cache one decoding call may hold; a single sentence's beams needing more
 # is refused up front (a beam that wide would exhaust the memory in the middle of a call).
 DECODE_CACHE_BYTES = 4 << 30
@@ -115,11 +118,14 @@ def _generate_impl(
     max_len: int,
     beam_size: int,
     n_best: bool = False,
+    history: jax.Array | None = None,
+    no_repeat_ngram: int = 0,
 ) -> jax.Array:
     decoder = nnx.merge(graphdef, state).decoder
+    block = {"history": history, "no_repeat_ngram": no_repeat_ngram}
     if beam_size == 1 and not n_best:
-        return greedy_search(decoder, concepts, max_len)
-    return beam_search(decoder, concepts, max_len, beam_size, n_best=n_best)
+        return greedy_search(decoder, concepts, max_len, **block)
+    return beam_search(decoder, concepts, max_len, beam_size, n_best=n_best, **block)
 
 
 def _log_likelihood_impl(
@@ -133,16 +139,20 @@ def _log_likelihood_impl(
     return token_log_likelihood(decoder, concepts, targets, prefix).sum(axis=-1)
 
 
-def check_decoding(beam_size: int, rerank: bool) -> None:
-    """The rules of ``decode``'s ``beam_size`` and ``rerank`` options.
+def check_decoding(beam_size: int, rerank: bool, no_repeat_ngram: int = 0) -> None:
+    """The rules of ``decode``'s ``beam_size``, ``rerank`` and ``no_repeat_ngram`` options.
 
     Raises:
-        ValueError: ``beam_size`` is not a positive int, or ``rerank`` with one beam.
+        ValueError: ``beam_size`` is not a positive int, ``rerank`` with one beam, or
+            ``no_repeat_ngram`` neither 0 nor an int >= 2.
     """
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
     if rerank and beam_size < 2:
         raise ValueError("rerank=True chooses among beams: it needs beam_size > 1")
+    ok = isinstance(no_repeat_ngram, int) and not isinstance(no_repeat_ngram, bool)
+    if not ok or no_repeat_ngram < 0 or no_repeat_ngram == 1:
+        raise ValueError(f"no_repeat_ngram must be 0 (off) or an int >= 2, got {no_repeat_ngram!r}")
 
 
 def check_cache_fits(row_bytes: int, beam_size: int) -> None:
@@ -242,7 +252,7 @@ class Codec:
         self._encode = jax.jit(functools.partial(_encode_impl, self._graphdef))
         self._generate = jax.jit(
             functools.partial(_generate_impl, self._graphdef),
-            static_argnames=("max_len", "beam_size", "n_best"),
+            static_argnames=("max_len", "beam_size", "n_best", "no_repeat_ngram"),
         )
         self._log_likelihood = jax.jit(
             functools.partial(_log_likelihood_impl, self._graphdef), static_argnames="prefix"
@@ -341,6 +351,8 @@ class Codec:
         beam_size: int = 1,
         max_len: int | None = None,
         rerank: bool = False,
+        no_repeat_ngram: int = 0,
+        history: Sequence[Sequence[str]] | None = None,
     ) -> list[str]:
         """Decode concept vectors into sentences.
 
@@ -348,6 +360,11 @@ class Codec:
             vectors: [N, D] real, finite values.
             beam_size: 1 for greedy decoding, more for beam search.
             max_len: Most tokens per sentence, EOS included (default ``config.max_len``).
+            no_repeat_ngram: n >= 2: no sentence repeats a token n-gram of its own or of its
+                ``history`` (the n-gram's first n - 1 tokens within the sentence; EOS is never
+                held back); 0: off.
+            history: With ``no_repeat_ngram``, the sentences written before each vector's
+                (N lists; the most recent 512 tokens count). Default: none.
             rerank: Return, of the ``beam_size`` final beams, the sentence whose own encoding
                 lies nearest (L2) to the vector, instead of the most probable one (needs
                 ``beam_size > 1``). Costs one encoding per beam, little next to decoding. On
@@ -362,11 +379,19 @@ class Codec:
             ValueError: For a wrong shape or dtype, non-finite values, or bad options.
         """
         vecs, max_len = self._check_decode_args(vectors, beam_size, max_len, rerank)
+        check_decoding(beam_size, rerank, no_repeat_ngram)
+        ids = self._history_ids(history, len(vecs)) if no_repeat_ngram else None
         cfg = self.config
         check_cache_fits(2 * 4 * cfg.decoder_layers * max_len * cfg.d_model * beam_size, beam_size)
         batch = beam_call_rows(beam_size, self.batch_size)
         seqs = self._generate_rows(
-            vecs, max_len=max_len, beam_size=beam_size, batch_size=batch, n_best=rerank
+            vecs,
+            max_len=max_len,
+            beam_size=beam_size,
+            batch_size=batch,
+            n_best=rerank,
+            history=ids,
+            no_repeat_ngram=no_repeat_ngram,
         )
         texts = self.tokenizer.decode(seqs)
         return closest_candidates(vecs, texts, self.encode) if rerank else texts
@@ -470,6 +495,31 @@ class Codec:
             raise ValueError(f"max_len must be an int in [1, {top}], got {max_len!r}")
         return vecs, max_len
 
+    def _history_ids(self, history: Sequence[Sequence[str]] | None, n: int) -> np.ndarray:
+        """[n, H] ids of each row's earlier sentences, each ended by EOS, PAD-filled, H one of
+        :data:`HISTORY_WIDTHS` (the most recent tokens of a longer history)."""
+        if history is None:
+            return np.zeros((n, 0), np.int32)
+        if isinstance(history, str) or len(history) != n:
+            got = "a str" if isinstance(history, str) else f"{len(history)} entries"
+            raise ValueError(
+                f"decode(): history needs one list of sentences per vector ({n}), got {got}"
+            )
+        for i, sents in enumerate(history):
+            if isinstance(sents, str):
+                raise ValueError(f"decode(): history[{i}] is a str, not a list of sentences")
+        flat = [s for sents in history for s in sents if s.strip()]
+        pieces = iter(self.tokenizer.encode(flat))
+        rows = []
+        for sents in history:
+            row = [t for s in sents if s.strip() for t in (*next(pieces), EOS_ID)]
+            rows.append(row[-HISTORY_WIDTHS[-1] :])
+        width = _fit(HISTORY_WIDTHS, max(map(len, rows), default=0))
+        out = np.full((n, width), PAD_ID, np.int32)
+        for r, row in enumerate(rows):
+            out[r, : len(row)] = row
+        return out
+
     def _generate_rows(
         self,
         vecs: np.ndarray,
@@ -478,6 +528,8 @@ class Codec:
         beam_size: int,
         batch_size: int | None = None,
         n_best: bool = False,
+        history: np.ndarray | None = None,
+        no_repeat_ngram: int = 0,
     ) -> list[list[int]]:
         """Generate token ids for ``vecs`` [N, D] in padded chunks, cut before EOS.
 
@@ -488,6 +540,8 @@ class Codec:
             beam_size: 1 for greedy decoding.
             batch_size: Most sentences per call (default ``self.batch_size``).
             n_best: Every final beam instead of the best one.
+            history: [N, H] ids of each row's earlier text, for ``no_repeat_ngram``.
+            no_repeat_ngram: The n-gram order to block (0: off).
 
         Returns:
             N id lists without EOS, or with ``n_best`` N * beam_size of them (the beams of
@@ -500,8 +554,19 @@ class Codec:
             chunk = vecs[start : start + batch_size]
             padded = np.zeros((_fit(rows_ladder, len(chunk)), self.dim), np.float32)
             padded[: len(chunk)] = chunk
+            block = {}
+            if no_repeat_ngram:
+                rows = np.full((len(padded), history.shape[1]), PAD_ID, np.int32)
+                rows[: len(chunk)] = history[start : start + batch_size]
+                block = {"history": rows, "no_repeat_ngram": no_repeat_ngram}
             tokens = self._generate(
-                self._state, padded, *extra, max_len=max_len, beam_size=beam_size, n_best=n_best
+                self._state,
+                padded,
+                *extra,
+                max_len=max_len,
+                beam_size=beam_size,
+                n_best=n_best,
+                **block,
             )
             pending.append((len(chunk), tokens))
         seqs: list[list[int]] = []

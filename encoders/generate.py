@@ -289,6 +289,99 @@ def beam_search_loop(
     return ranked if n_best else ranked[:, 0]
 
 
+def repeat_bias(
+    seq: jax.Array, offset: int, t: jax.Array, n: int, vocab: int, *, eos_id: int, pad_id: int
+) -> jax.Array:
+    """-inf on every token that would repeat an n-gram of the text so far, 0 elsewhere.
+
+    The text so far is ``seq[:, :offset]`` (earlier sentences, each ended by EOS, PAD-filled)
+    then ``seq[:, offset : offset + t]``, the ``t`` tokens generated in this sentence. The
+    n-gram's first ``n - 1`` tokens are the last ``n - 1`` generated ones, so a sentence may
+    start as an earlier one did and is held back only from its ``n``-th token on. EOS is never
+    banned (a repeated ending must still be able to end), and PAD never matches, so the
+    unwritten tail of ``seq`` and the padding of the history are inert.
+
+    Args:
+        seq: [R, S] int32 ids: the history, then this sentence, then PAD.
+        offset: Where this sentence starts in ``seq`` (the history's width H).
+        t: The number of tokens generated so far (traced).
+        n: The n-gram order (>= 2).
+        vocab: The vocabulary size V.
+        eos_id: The end token.
+        pad_id: The padding token.
+
+    Returns:
+        [R, V] float32.
+    """
+    rows, length = seq.shape
+    start = offset + t - (n - 1)
+    prefix = jax.lax.dynamic_slice(seq, (0, jnp.maximum(start, 0)), (rows, n - 1))
+    windows = length - n + 1
+    match = jnp.full((rows, windows), start >= offset)  # the prefix is n - 1 generated tokens
+    for k in range(n - 1):
+        match &= seq[:, k : k + windows] == prefix[:, k : k + 1]
+    following = seq[:, n - 1 :]  # [R, windows]: the token after each window's prefix
+    match &= (following != pad_id) & (following != eos_id) & (prefix[:, :1] != pad_id)
+    ban = jnp.where(match, -jnp.inf, 0.0).astype(jnp.float32)
+    return jnp.zeros((rows, vocab), jnp.float32).at[jnp.arange(rows)[:, None], following].min(ban)
+
+
+class _NoRepeatState(NamedTuple):
+    inner: Any  # the wrapped step's state
+    seq: jax.Array  # [rows, H + max_len]: the history, then this sentence's tokens, then PAD
+
+
+def no_repeat_ngrams(
+    step: Step,
+    state: Any,
+    history: jax.Array,
+    n: int,
+    max_len: int,
+    grow: Callable[[Any, int], Any] | None,
+    *,
+    eos_id: int,
+    pad_id: int,
+) -> tuple[Step, _NoRepeatState, Callable[[Any, int], Any] | None]:
+    """``step`` that never lets a sequence repeat an n-gram of its history or of itself.
+
+    The returned step records the tokens it is fed in its state (which the beam search
+    reorders with the beams, as any state) and adds :func:`repeat_bias` to the scores. Step
+    0's scores need no ban: a ban starts at the ``n``-th token.
+
+    Args:
+        step: The decoder's step.
+        state: Its state after step 0.
+        history: [rows, H] ids of each row's earlier sentences (see :func:`repeat_bias`).
+        n: The n-gram order (>= 2).
+        max_len: Most tokens generated.
+        grow: The wrapped state's ``grow``, or None.
+        eos_id: The end token.
+        pad_id: The padding token.
+
+    Returns:
+        The wrapped step, its state and its ``grow``.
+    """
+    if n < 2:
+        raise ValueError(f"no_repeat_ngram must be 0 (off) or >= 2, got {n}")
+    offset = history.shape[1]
+    rows = history.shape[0]
+    seq = jnp.concatenate([history, jnp.full((rows, max_len), pad_id, jnp.int32)], axis=1)
+
+    def wrapped(s: _NoRepeatState, tokens: jax.Array, t: jax.Array) -> tuple[jax.Array, Any]:
+        seq = jax.lax.dynamic_update_slice(s.seq, tokens[:, None], (0, offset + t - 1))
+        scores, inner = step(s.inner, tokens, t)
+        bias = repeat_bias(seq, offset, t, n, scores.shape[-1], eos_id=eos_id, pad_id=pad_id)
+        return scores + bias, _NoRepeatState(inner, seq)
+
+    wrapped_grow = None
+    if grow is not None:
+
+        def wrapped_grow(s: _NoRepeatState, size: int) -> _NoRepeatState:
+            return s._replace(inner=grow(s.inner, size))
+
+    return wrapped, _NoRepeatState(state, seq), wrapped_grow
+
+
 def codec_step(decoder: SentenceDecoder, memories: tuple[Any, ...], *, log_probs: bool) -> Step:
     """Our decoder's ``step``: the token at position ``t``, through the KV caches (the state).
 
@@ -321,6 +414,8 @@ def greedy_search(
     concepts: jax.Array,
     max_len: int,
     windows: Sequence[int] | None = None,
+    history: jax.Array | None = None,
+    no_repeat_ngram: int = 0,
 ) -> jax.Array:
     """Greedy decoding with our codec (see :func:`greedy_loop`).
 
@@ -330,21 +425,24 @@ def greedy_search(
         max_len: Most tokens to generate (EOS included).
         windows: KV-cache sizes to grow through, the last one ``max_len`` (default
             :func:`cache_windows`; the result does not depend on them).
+        history: [B, H] ids of the text before each sentence (see :func:`repeat_bias`;
+            default none).
+        no_repeat_ngram: n >= 2: never repeat an n-gram of the history or of the sentence
+            itself (:func:`no_repeat_ngrams`); 0: off.
 
     Returns:
         [B, max_len] int32: ids, then EOS, then PAD (no EOS if the cap was hit).
     """
     windows = windows or cache_windows(max_len)
     step, scores, caches = _codec_start(decoder, concepts, windows, log_probs=False)
+    grow: Callable[[Any, int], Any] | None = grow_caches
+    if no_repeat_ngram:
+        history = jnp.zeros((concepts.shape[0], 0), jnp.int32) if history is None else history
+        step, caches, grow = no_repeat_ngrams(
+            step, caches, history, no_repeat_ngram, max_len, grow, eos_id=EOS_ID, pad_id=PAD_ID
+        )
     return greedy_loop(
-        step,
-        caches,
-        scores,
-        max_len,
-        eos_id=EOS_ID,
-        pad_id=PAD_ID,
-        windows=windows,
-        grow=grow_caches,
+        step, caches, scores, max_len, eos_id=EOS_ID, pad_id=PAD_ID, windows=windows, grow=grow
     )
 
 
@@ -355,6 +453,8 @@ def beam_search(
     beam_size: int,
     length_penalty: float = 1.0,
     n_best: bool = False,
+    history: jax.Array | None = None,
+    no_repeat_ngram: int = 0,
 ) -> jax.Array:
     """Beam search with our codec: the "stay" rule of :func:`beam_search_loop`, beams ranked
     by ``log p / length ** length_penalty``. With ``beam_size=1`` this is exactly greedy
@@ -367,6 +467,10 @@ def beam_search(
         beam_size: Beams per sentence (K).
         length_penalty: Exponent of the length normalization of final scores.
         n_best: Return all ``K`` final beams, best first, instead of the best one.
+        history: [B, H] ids of the text before each sentence (see :func:`repeat_bias`;
+            default none).
+        no_repeat_ngram: n >= 2: no beam repeats an n-gram of the history or of itself
+            (:func:`no_repeat_ngrams`); 0: off.
 
     Returns:
         [B, max_len] int32 of the best beam: ids, then EOS, then PAD; with ``n_best``
@@ -375,6 +479,19 @@ def beam_search(
     windows = cache_windows(max_len)
     rows = jnp.repeat(concepts, beam_size, axis=0)
     step, logprobs, caches = _codec_start(decoder, rows, windows, log_probs=True)
+    grow: Callable[[Any, int], Any] | None = grow_caches
+    if no_repeat_ngram:
+        history = jnp.zeros((concepts.shape[0], 0), jnp.int32) if history is None else history
+        step, caches, grow = no_repeat_ngrams(
+            step,
+            caches,
+            jnp.repeat(history, beam_size, axis=0),
+            no_repeat_ngram,
+            max_len,
+            grow,
+            eos_id=EOS_ID,
+            pad_id=PAD_ID,
+        )
     return beam_search_loop(
         step,
         caches,
@@ -386,5 +503,5 @@ def beam_search(
         length_penalty=length_penalty,
         n_best=n_best,
         windows=windows,
-        grow=grow_caches,
+        grow=grow,
     )

@@ -107,9 +107,12 @@ class GenerationConfig:
 class Feedback(Protocol):
     """Replaces predicted concepts before they enter the context (see the module docstring)."""
 
-    def __call__(self, concepts: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """Normalized predictions [n, D] -> (the normalized concepts to feed back [n, D],
-        the n sentences they stand for)."""
+    def __call__(
+        self, concepts: np.ndarray, history: Sequence[Sequence[str]]
+    ) -> tuple[np.ndarray, list[str]]:
+        """Normalized predictions [n, D] and the sentences each of the n documents has
+        generated so far -> (the normalized concepts to feed back [n, D], the n sentences
+        they stand for)."""
         ...
 
 
@@ -210,7 +213,15 @@ def stream_continuation(
     stop_unit = _stop_unit(stop, int(model.concept_dim))
     graphdef, weights = nnx.split(model)
     previous = _unit(prompt[-1:])
-    step_feedback = None if feedback is None else (lambda predicted: feedback(predicted)[0])
+    step_feedback = None
+    if feedback is not None:
+        said: list[str] = []  # the sentences so far (a stop ends the loop before more calls)
+
+        def step_feedback(predicted: np.ndarray) -> np.ndarray:
+            fed, sentences = feedback(predicted, [list(said)])
+            said.extend(sentences)
+            return fed
+
     for now in _concept_steps(graphdef, weights, [prompt], config, step_feedback):
         unit = _unit(now)
         if _stop_reason(unit[0], previous[0], stop_unit, config) is not None:
@@ -295,7 +306,7 @@ def _generate_batch(
             # Finished documents are not decoded; their (ignored) context gets the prediction.
             active = [r for r in range(n) if reasons[r] is None]
             fed = predicted.copy()
-            vectors, sentences = feedback(predicted[active])
+            vectors, sentences = feedback(predicted[active], [list(texts[r]) for r in active])
             fed[active] = vectors
             now_texts.clear()
             now_texts.update(zip(active, sentences))

@@ -27,6 +27,7 @@ last ones.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -60,6 +61,9 @@ CODEC_SUBDIR = "codec"  # an LCM directory may carry the codec it was trained wi
 # occurred earlier in it: the text-level twin of the cosine repetition stop.
 REPEAT_STOP = 0.5
 MAX_SENTENCE_CHARS = 256  # the segmenter's cap (the codec's training sentences were cut so)
+# The n-gram order that decoding blocks by default: no sentence repeats a token n-gram of the
+# sentences generated before it in the same text (``Codec.decode(no_repeat_ngram=...)``).
+NO_REPEAT_NGRAM = 0
 
 
 def _sentences(text: Any, what: str) -> list[str]:
@@ -87,6 +91,9 @@ class Pipeline:
         reencode: Feed back the encoding of each generated concept's decoded sentence
             instead of the concept (see the module docstring). None: the model family's
             choice (``feeds_back_sentences``; on for the likelihood LCM, off otherwise).
+        no_repeat_ngram: Decode each generated sentence without any token n-gram of this
+            order that the text's earlier generated sentences hold (0: off; else >= 2).
+            None: :data:`NO_REPEAT_NGRAM` where the codec's decode supports blocking, else 0.
 
     Raises:
         ValueError: The codec and the LCM live in different spaces, or bad decoding options.
@@ -101,8 +108,9 @@ class Pipeline:
         beam_size: int = 1,
         rerank: bool = False,
         reencode: bool | None = None,
+        no_repeat_ngram: int | None = None,
     ):
-        check_decoding(beam_size, rerank)
+        check_decoding(beam_size, rerank, no_repeat_ngram or 0)
         if codec.dim != lcm.config.concept_dim:
             raise ValueError(
                 f"codec vectors have D={codec.dim} but the LCM expects "
@@ -113,6 +121,15 @@ class Pipeline:
         self.generation = generation or GenerationConfig()
         self.beam_size = beam_size
         self.rerank = rerank
+        blocks = _decode_blocks(codec)
+        if no_repeat_ngram is None:
+            no_repeat_ngram = NO_REPEAT_NGRAM if blocks else 0
+        elif no_repeat_ngram and not blocks:
+            raise ValueError(
+                f"no_repeat_ngram={no_repeat_ngram}: {type(codec).__name__}.decode cannot block "
+                "repeated n-grams; pass no_repeat_ngram=0"
+            )
+        self.no_repeat_ngram = no_repeat_ngram
         self._eot = lcm.normalizer.normalize(lcm.eot)
         self._markers: dict[str, np.ndarray] = {}
         # Families trained through the decoder end a document where their concept *decodes*
@@ -133,6 +150,7 @@ class Pipeline:
         beam_size: int = 1,
         rerank: bool = False,
         reencode: bool | None = None,
+        no_repeat_ngram: int | None = None,
     ) -> Pipeline:
         """Open the shipped pipeline (``"default"``) or an LCM model directory.
 
@@ -144,11 +162,12 @@ class Pipeline:
             beam_size: How concepts are decoded (see :class:`Pipeline`).
             rerank: Rerank the beams by their encodings (see :class:`Pipeline`).
             reencode: Feed back the decoded sentences' encodings (see :class:`Pipeline`).
+            no_repeat_ngram: Block repeated n-grams in decoding (see :class:`Pipeline`).
 
         Raises:
             FileNotFoundError: The model (or codec) is missing.
         """
-        check_decoding(beam_size, rerank)  # before anything is loaded
+        check_decoding(beam_size, rerank, no_repeat_ngram or 0)  # before anything is loaded
         if str(name_or_path) == "default":
             if not (DEFAULT_DIR / "config.yaml").is_file():
                 raise FileNotFoundError(
@@ -168,6 +187,7 @@ class Pipeline:
             beam_size=beam_size,
             rerank=rerank,
             reencode=reencode,
+            no_repeat_ngram=no_repeat_ngram,
         )
 
     # -- public API -------------------------------------------------------------------------
@@ -230,13 +250,15 @@ class Pipeline:
         config = self._config(max_sentences, options)
         (prompt,) = self._task_prompts(task, [text], max_sentences)
         history: list[str] = []  # what was yielded: the text stops look at all of it
+        said: list[str] = []  # every decoded sentence: what n-gram blocking looks at
         feedback = self._feedback()
         for concept in stream_continuation(self.lcm.model, prompt, config, self._eot, feedback):
             if feedback is not None:
                 sentence = feedback.sentences[0]
             else:
                 vector = self.lcm.normalizer.denormalize(concept[None])
-                sentence = self.decode(np.asarray(vector, np.float32))[0]
+                sentence = self.decode(np.asarray(vector, np.float32), [said])[0]
+            said.append(sentence)
             if self._text_stops:
                 kept = self._until_text_stop([*history, sentence])
                 if len(kept) == len(history):
@@ -259,11 +281,22 @@ class Pipeline:
         """:meth:`expand` for several summaries, generated together in batches."""
         return self._task("expand", summaries, max_sentences, options)
 
-    def decode(self, vectors: np.ndarray) -> list[str]:
-        """Sentences of concept vectors [N, D] (codec space), with this pipeline's decoding."""
-        if self.beam_size == 1:  # any codec with a plain decode(vectors) will do
-            return self.codec.decode(vectors)
-        return self.codec.decode(vectors, beam_size=self.beam_size, rerank=self.rerank)
+    def decode(
+        self, vectors: np.ndarray, history: Sequence[Sequence[str]] | None = None
+    ) -> list[str]:
+        """Sentences of concept vectors [N, D] (codec space), with this pipeline's decoding.
+
+        Args:
+            vectors: [N, D] concepts.
+            history: With n-gram blocking on, the sentences that precede each vector's in
+                its text (N lists); None: none do.
+        """
+        options: dict[str, Any] = {}
+        if self.beam_size > 1:  # any codec with a plain decode(vectors) will do otherwise
+            options.update(beam_size=self.beam_size, rerank=self.rerank)
+        if self.no_repeat_ngram:
+            options.update(no_repeat_ngram=self.no_repeat_ngram, history=history)
+        return self.codec.decode(vectors, **options)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -362,6 +395,17 @@ class Pipeline:
         """The sentences of each continuation (one codec call for all of them)."""
         if all(c.sentences is not None for c in continuations):  # decoded while generating
             decoded = [list(c.sentences) for c in continuations]
+        elif self.no_repeat_ngram:
+            # Position by position: each sentence is blocked against those decoded before it.
+            vectors = [self.lcm.normalizer.denormalize(c.concepts) for c in continuations]
+            decoded = [[] for _ in continuations]
+            for k in range(max(map(len, vectors), default=0)):
+                rows = [r for r, vs in enumerate(vectors) if len(vs) > k]
+                texts = self.decode(
+                    np.stack([vectors[r][k] for r in rows]), [decoded[r] for r in rows]
+                )
+                for r, text in zip(rows, texts):
+                    decoded[r].append(text)
         else:
             vectors = [self.lcm.normalizer.denormalize(c.concepts) for c in continuations]
             flat = [v for vs in vectors for v in vs]
@@ -382,12 +426,22 @@ class _Reencoder:
         self.pipeline = pipeline
         self.sentences: list[str] = []
 
-    def __call__(self, concepts: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    def __call__(
+        self, concepts: np.ndarray, history: Sequence[Sequence[str]]
+    ) -> tuple[np.ndarray, list[str]]:
         pipe = self.pipeline
         vectors = np.asarray(pipe.lcm.normalizer.denormalize(concepts), np.float32)
-        self.sentences = pipe.decode(vectors) if len(vectors) else []
+        self.sentences = pipe.decode(vectors, history) if len(vectors) else []
         fed = np.array(concepts, np.float32)
         rows = [i for i, s in enumerate(self.sentences) if s.strip()]
         if rows:
             fed[rows] = pipe._normalized(pipe.codec.encode([self.sentences[i] for i in rows]))
         return fed, list(self.sentences)
+
+
+def _decode_blocks(codec: Any) -> bool:
+    """Whether ``codec.decode`` takes ``no_repeat_ngram`` (ours does; the SONAR port not yet)."""
+    try:
+        return "no_repeat_ngram" in inspect.signature(codec.decode).parameters
+    except (TypeError, ValueError):  # no signature to read
+        return False

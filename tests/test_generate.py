@@ -9,7 +9,7 @@ import pytest
 from lcm_helpers import random_model
 from test_lcm_models import D, make
 
-from lcm.generate import GenerationConfig, generate_continuations
+from lcm.generate import GenerationConfig, generate_continuations, stream_continuation
 
 # Few diffusion steps keep compilation short; guidance and stochastic DDIM stay on.
 CONFIG = GenerationConfig(
@@ -97,8 +97,6 @@ def test_bad_prompts_are_named(codebooks) -> None:
 
 
 def test_streaming_yields_the_batch_result_one_concept_at_a_time(codebooks) -> None:
-    from lcm.generate import stream_continuation
-
     model = random_model(lambda: make("two_tower", codebooks), codebooks)
     doc = prompts([3])[0]
     (whole,) = generate_continuations(model, [doc], CONFIG)
@@ -110,15 +108,18 @@ def test_streaming_yields_the_batch_result_one_concept_at_a_time(codebooks) -> N
 
 class RecordingFeedback:
     """Feeds back fixed vectors (a stop vector for document 0 at its third step) and records
-    what it was called with: the generator's predictions for the unfinished documents."""
+    what it was called with: the generator's predictions for the unfinished documents, and
+    their sentences so far."""
 
     def __init__(self, stop: np.ndarray):
         self.calls: list[np.ndarray] = []
+        self.histories: list[list[list[str]]] = []
         self.stop = stop
         self.rng = np.random.default_rng(5)
 
-    def __call__(self, concepts: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    def __call__(self, concepts: np.ndarray, history) -> tuple[np.ndarray, list[str]]:
         self.calls.append(concepts.copy())
+        self.histories.append([list(h) for h in history])
         fed = self.rng.normal(size=concepts.shape).astype(np.float32)
         if len(self.calls) == 3:
             fed[0] = self.stop
@@ -132,7 +133,7 @@ def test_feedback_replaces_what_the_model_reads(family: str, codebooks) -> None:
     config = dataclasses.replace(CONFIG, max_sentences=4)
     # Feeding back the predictions themselves is generation without feedback.
     plain = generate_continuations(model, docs, config)
-    same = generate_continuations(model, docs, config, feedback=lambda c: (c, [""] * len(c)))
+    same = generate_continuations(model, docs, config, feedback=lambda c, h: (c, [""] * len(c)))
     for a, b in zip(plain, same):
         np.testing.assert_allclose(a.concepts, b.concepts, rtol=1e-5, atol=1e-5)
     stop = np.random.default_rng(9).normal(size=D).astype(np.float32)
@@ -143,6 +144,17 @@ def test_feedback_replaces_what_the_model_reads(family: str, codebooks) -> None:
     assert out[0].stop_reason == "eot" and len(out[0].concepts) == 2
     assert out[0].sentences == ("step 1 row 0", "step 2 row 0")
     assert out[1].sentences == ("step 1 row 1", "step 2 row 1", "step 3 row 1", "step 4 row 0")
+    # Each call saw the sentences that its documents had generated before it.
+    assert feedback.histories == [
+        [[], []],
+        [["step 1 row 0"], ["step 1 row 1"]],
+        [["step 1 row 0", "step 2 row 0"], ["step 1 row 1", "step 2 row 1"]],
+        [["step 1 row 1", "step 2 row 1", "step 3 row 1"]],
+    ]
+    streaming = RecordingFeedback(stop)
+    streamed = list(stream_continuation(model, docs[1], config, stop=stop, feedback=streaming))
+    assert len(streamed) == 2  # the stop vector fed back at the third step ends it
+    assert streaming.histories == [[[f"step {k} row 0" for k in range(1, j)]] for j in range(1, 4)]
     # The model read the fed-back vectors: each prediction is what a fresh generation from
     # the prompt plus the vectors fed back so far predicts first (same seed, same position
     # for the deterministic base_lcm; the sampled family is checked for determinism only).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -21,6 +22,7 @@ from lcm.data.embed import embed_shards
 from lcm.data.normalizer import Normalizer
 from lcm.data.sentence_targets import SentenceTargetDataConfig, SentenceTargetSource
 from lcm.data.shards import ShardWriter, read_shards
+from lcm.generate import GenerationConfig, generate_continuations
 from lcm.models.config import TransformerConfig
 from lcm.models.directory import load_lcm
 from lcm.models.generate import generate
@@ -28,6 +30,7 @@ from lcm.models.likelihood_lcm import LikelihoodLCM, LikelihoodLCMConfig
 from lcm.models.protocols import SamplingOptions
 from lcm.nn.frozen import Frozen
 from lcm.nn.weights import flat_weights
+from lcm.pipeline import NO_REPEAT_NGRAM, Pipeline
 from trainers.config import TrainConfig, load_train_config
 from trainers.loop import train
 from trainers.state import load_trained_model
@@ -221,7 +224,6 @@ def test_export_holds_the_backbone_only_and_generates(
 def test_the_pipeline_stops_a_likelihood_lcm_on_the_decoded_text(
     tiny_run: Path, tmp_path: Path
 ) -> None:
-    from lcm.pipeline import Pipeline
 
     cfg, trained, _ = load_trained_model(tiny_run)
     get_task("likelihood_lcm").export(trained, cfg.model, cfg.data, str(tmp_path / "model"))
@@ -254,8 +256,6 @@ def test_init_from_a_directory_without_the_decoder_keeps_the_codecs(
 def test_the_pipeline_feeds_a_likelihood_lcm_the_encodings_of_its_sentences(
     tiny_run: Path, tmp_path: Path
 ) -> None:
-    from lcm.generate import GenerationConfig, generate_continuations
-    from lcm.pipeline import Pipeline
 
     cfg, trained, _ = load_trained_model(tiny_run)
     get_task("likelihood_lcm").export(trained, cfg.model, cfg.data, str(tmp_path / "model"))
@@ -282,3 +282,61 @@ def test_the_pipeline_feeds_a_likelihood_lcm_the_encodings_of_its_sentences(
     # The stream yields what the batch call returns.
     streamed = list(pipe.stream("expand", MEMORIZED[0], 4))
     assert " ".join(streamed) == pipe.expand(MEMORIZED[0], 4)
+
+
+class _PlainDecodeCodec:
+    """A codec whose decode takes vectors only (as the SONAR port's does not block n-grams)."""
+
+    def __init__(self, codec):
+        self.codec, self.dim = codec, codec.dim
+
+    def encode(self, sentences):
+        return self.codec.encode(sentences)
+
+    def decode(self, vectors):
+        return self.codec.decode(vectors)
+
+
+@pytest.mark.parametrize("reencode", [True, False])
+def test_the_pipeline_blocks_ngrams_of_the_sentences_before(
+    tiny_run: Path, tmp_path: Path, reencode: bool
+) -> None:
+
+    cfg, trained, _ = load_trained_model(tiny_run)
+    get_task("likelihood_lcm").export(trained, cfg.model, cfg.data, str(tmp_path / "model"))
+    codec, lcm = overfitted_codec(), load_lcm(tmp_path / "model")
+    n, steps = 2, 4
+    pipe = Pipeline(codec, lcm, reencode=reencode, no_repeat_ngram=n)
+    free = GenerationConfig(max_sentences=1, stop_threshold=1.0, repetition_threshold=None)
+    norm = lcm.normalizer
+    context = np.asarray(norm.normalize(codec.encode(MEMORIZED[:2])), np.float32)
+    # Reference, written out: each sentence decoded with the ones before it as history.
+    want: list[str] = []
+    if reencode:
+        for _ in range(steps):
+            (step,) = generate_continuations(lcm.model, [context], free)
+            vector = np.asarray(norm.denormalize(step.concepts), np.float32)
+            want += codec.decode(vector, no_repeat_ngram=n, history=[list(want)])
+            encoded = np.asarray(norm.normalize(codec.encode(want[-1:])), np.float32)
+            context = np.concatenate([context, encoded])
+    else:
+        (whole,) = generate_continuations(lcm.model, [context], replace(free, max_sentences=steps))
+        for vector in np.asarray(norm.denormalize(whole.concepts), np.float32):
+            want += codec.decode(vector[None], no_repeat_ngram=n, history=[list(want)])
+    options = {"stop_threshold": 1.0, "repetition_threshold": None}
+    got = pipe.generate(MEMORIZED[:2], steps, **options)
+    assert got == want
+    plain = Pipeline(codec, lcm, reencode=reencode, no_repeat_ngram=0).generate(
+        MEMORIZED[:2], steps, **options
+    )
+    assert plain != got  # the tiny model repeats itself; blocking changed its text
+    # The stream blocks as the batch call does.
+    streamed = list(pipe.stream("expand", MEMORIZED[0], 4))
+    assert " ".join(streamed) == pipe.expand(MEMORIZED[0], 4)
+    # A codec whose decode cannot block: off by default, an error when asked for.
+    assert Pipeline(_PlainDecodeCodec(codec), lcm).no_repeat_ngram == 0
+    assert Pipeline(codec, lcm).no_repeat_ngram == NO_REPEAT_NGRAM
+    with pytest.raises(ValueError, match="cannot block repeated n-grams"):
+        Pipeline(_PlainDecodeCodec(codec), lcm, no_repeat_ngram=3)
+    with pytest.raises(ValueError, match="no_repeat_ngram must be 0"):
+        Pipeline(codec, lcm, no_repeat_ngram=1)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 
 from lcm.cli.args import add_decoding_args, add_reencode_arg, check_decoding_args, positive_int
-from lcm.cli.infer import add_sampling_args, sampling_fields
+from lcm.cli.infer import add_no_repeat_arg, add_sampling_args, sampling_fields
 from lcm.models.protocols import EXPAND_SENTENCES
 
 BUILT_IN = (
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-sentences", type=positive_int, default=EXPAND_SENTENCES, metavar="N")
     add_sampling_args(parser)
     add_decoding_args(parser)
+    add_no_repeat_arg(parser)
     add_reencode_arg(parser)
     return parser
 
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             beam_size=args.beam_size,
             rerank=args.rerank,
             reencode=args.reencode,
+            no_repeat_ngram=args.no_repeat_ngram,
         )
     except (FileNotFoundError, ValueError) as e:
         print(f"expand_summary: error: {e}", file=sys.stderr)

@@ -29,7 +29,7 @@ from lcm.generate import GenerationConfig
 from lcm.io import write_text_atomic
 from lcm.models.protocols import MAX_SENTENCES
 from lcm.models.token_lm import TokenLMPipeline, is_token_lm, load_token_lm
-from lcm.pipeline import Pipeline
+from lcm.pipeline import NO_REPEAT_NGRAM, Pipeline
 from lcm.text.segment import text_sentences
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -120,7 +120,31 @@ def _add_model_args(p: argparse.ArgumentParser, max_sentences: int | None) -> No
     )
     p.add_argument("--no-repetition-stop", action="store_true", help="never stop on a repetition")
     add_decoding_args(p)
+    add_no_repeat_arg(p)
     add_reencode_arg(p)
+
+
+def add_no_repeat_arg(p: argparse.ArgumentParser) -> None:
+    """``--no-repeat-ngram N``: the pipeline's n-gram blocking (``Pipeline(no_repeat_ngram)``)."""
+    p.add_argument(
+        "--no-repeat-ngram",
+        type=_ngram_order,
+        default=None,
+        metavar="N",
+        help="decode no sentence with a token N-gram of the sentences generated before it "
+        f"(0: off; default {NO_REPEAT_NGRAM} where the codec supports it)",
+    )
+
+
+def _ngram_order(text: str) -> int:
+    """An argparse ``type``: 0 or an int >= 2."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 0 or n == 1:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or at least 2, got {n}")
+    return n
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,6 +165,7 @@ def _pipeline(args: argparse.Namespace) -> Any:
         beam_size=args.beam_size,
         rerank=args.rerank,
         reencode=args.reencode,
+        no_repeat_ngram=args.no_repeat_ngram,
     )
 
 
@@ -340,6 +365,7 @@ def eval_task_main(argv: Sequence[str]) -> int:
                 "options": _options(args),
                 "decoding": decoding_name(args.beam_size, args.rerank),  # as in eval-codec
                 "reencode": getattr(pipe, "reencode", None),  # resolved (None: no pipeline)
+                "no_repeat_ngram": getattr(pipe, "no_repeat_ngram", None),
                 "results": results,
                 "samples": {
                     name: [{"id": ex.id, "output": o} for ex, o in zip(examples, outs)][:20]
