@@ -1,18 +1,25 @@
-"""tools/bench.py: the meshes of each sharding, and one small scaling run end to end."""
+"""lcm.bench (``lcm bench``): the meshes of each sharding, a scaling run from an installed
+copy of the packages outside the checkout, the shipped bench files, and the performance parts."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 from conftest import REPO
 
-sys.path.insert(0, str(REPO / "tools"))
-import bench  # noqa: E402
+import encoders
+from lcm.bench import run as bench
+from trainers.config import load_train_config
+
+PACKAGES = ("lcm", "encoders", "trainers")  # [tool.setuptools.packages.find] of pyproject.toml
 
 
 def test_plan_meshes() -> None:
@@ -28,37 +35,112 @@ def test_plan_meshes() -> None:
         bench.plan_meshes(["pipeline"], 2)
 
 
-def test_scaling_report_runs(tmp_path: Path) -> None:
-    out = tmp_path / "scaling.json"
-    cmd = [
-        sys.executable,
-        str(REPO / "tools/bench.py"),
-        "scaling",
-        "--quick",
-        "--devices",
-        "2",
-        "--shardings",
-        "data,fsdp",
-        "--config",
-        "configs/examples/mlp_regression.yaml",
-        "--out",
-        str(out),
+def _shipped(path: Path, package_data: dict[str, list[str]]) -> bool:
+    """Whether a pip install ships ``path`` (a file under one of PACKAGES): a module, or
+    package data of its package (or of a package above it, for patterns with a folder)."""
+    if path.suffix == ".py":
+        return True
+    rel = path.relative_to(REPO)
+    for depth in range(1, len(rel.parts)):
+        package, inside = ".".join(rel.parts[:depth]), "/".join(rel.parts[depth:])
+        patterns = package_data.get("*", []) + package_data.get(package, [])
+        if any(
+            fnmatch.fnmatchcase(inside, p) and p.count("/") == inside.count("/") for p in patterns
+        ):
+            return True
+    return False
+
+
+def _install_copy(site: Path) -> None:
+    """What ``pip install`` lays out in site-packages: the modules of PACKAGES and the package
+    data that pyproject.toml declares; nothing else of the checkout (configs/, tests/, tools/)."""
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
     ]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=os.environ
+    for root in PACKAGES:
+        for path in (REPO / root).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and _shipped(path, package_data):
+                target = site / path.relative_to(REPO)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+
+
+def test_bench_files_ship_with_the_package() -> None:
+    """Every data file of lcm.bench is package data, and the named bench configs load."""
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]
+    files = [p for p in (REPO / "lcm/bench").rglob("*") if p.is_file() and p.suffix != ".pyc"]
+    assert {p.name for p in files} >= {"sentences.txt", "base_lcm_512.yaml", "torch_peer.py"}
+    assert all(_shipped(p, package_data) for p in files), files
+    for name, path in bench.TRAIN_CONFIGS.items():
+        assert path.parent == bench.HERE / "configs"
+        assert load_train_config(path).family == name.removesuffix("_1b")
+    lines = bench.SENTENCES.read_text(encoding="utf-8").splitlines()
+    sentences, origin = bench._sentences(None, Path("/nonexistent/codec-data"), 100)
+    assert origin == str(bench.SENTENCES) and len(sentences) == 100
+    assert sentences[: len(lines)] == lines and len(lines) >= 32
+
+
+def test_random_codec_has_the_default_architecture() -> None:
+    """``--codec random`` without ``--codec-config``: the shipped codec's model config and
+    tokenizer, random weights."""
+    default = encoders.load("default")
+    codec = bench.random_codec(None, None, "float32")
+    assert codec.config == default.config
+    assert codec.tokenizer.vocab_size == default.tokenizer.vocab_size
+    sentences = ["The bridge was closed for repairs."]
+    assert codec.tokenizer.encode(sentences) == default.tokenizer.encode(sentences)
+
+
+def test_scaling_report_runs_without_a_checkout(tmp_path: Path) -> None:
+    """``lcm bench scaling`` from an installed copy of the packages, in a directory outside the
+    checkout: the built-in tiny Base-LCM, each device count in a ``python -m lcm.bench``
+    worker process."""
+    site, cwd = tmp_path / "site-packages", tmp_path / "elsewhere"
+    _install_copy(site)
+    cwd.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import lcm.bench; print(lcm.bench.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        check=True,
     )
+    assert Path(where.stdout.strip()) == site / "lcm/bench/__init__.py"
+    out = tmp_path / "scaling.json"
+    cmd = [sys.executable, "-m", "lcm.cli", "bench", "scaling", "--quick", "--devices", "2"]
+    cmd += ["--shardings", "data,fsdp", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Scaling report: tiny Base-LCM (built in)" in proc.stdout
     assert "correctness-grade only" in proc.stdout and "| 2 | fsdp | (1, 2, 1) |" in proc.stdout
     data, fsdp = json.loads(out.read_text())["records"]
     assert data["param_arrays_sharded"] == 0 and fsdp["param_arrays_sharded"] > 0
     assert fsdp["param_bytes_per_device"] < data["param_bytes_per_device"]
     assert fsdp["opt_bytes_per_device"] < data["opt_bytes_per_device"]
-    assert data["step_ms"] > 0 and data["tokens_per_s"] is None  # the MLP counts no tokens
+    assert data["param_bytes"] == 4 * 21_712  # float32 parameters of tiny_base_lcm()
+    assert data["step_ms"] > 0 and data["tokens_per_s"] > 0  # concepts, for an LCM
+
+
+def test_bench_help_lists_the_parts() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "lcm.bench", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    ).stdout
+    assert out.startswith("usage: lcm bench")
+    for part in ("all", "peak", "train", "generate", "codec", "startup", "scaling"):
+        assert part in out
 
 
 # ---------------------------------------------------------------- performance parts (issue 7)
 
-TINY = ["configs/lcm/base_lcm_tiny.yaml", "configs/lcm/two_tower_tiny.yaml"]
+TINY = [str(REPO / "configs/lcm/base_lcm_tiny.yaml"), str(REPO / "configs/lcm/two_tower_tiny.yaml")]
 NO_DROPOUT = {
     "base_lcm": ["model.decoder.dropout=0.0"],
     "two_tower": ["model.context.dropout=0.0", "model.denoiser.dropout=0.0"],
@@ -90,13 +172,11 @@ def _loss_fn(cfg):
     return pure, batch, loss
 
 
-@pytest.mark.parametrize("config", TINY)
+@pytest.mark.parametrize("config", TINY, ids=lambda c: Path(c).stem)
 def test_train_flops_match_xla_cost_analysis(config: str) -> None:
     """The analytic count is within 3% of XLA's own count of the loss gradient (which adds
     the elementwise work on top of the matmuls)."""
     import jax
-
-    from trainers.config import load_train_config
 
     cfg = load_train_config(config, ["model.d_model=128"])
     params, batch, loss = _loss_fn(cfg)
@@ -107,7 +187,7 @@ def test_train_flops_match_xla_cost_analysis(config: str) -> None:
 
 
 @needs_torch
-@pytest.mark.parametrize("config", TINY)
+@pytest.mark.parametrize("config", TINY, ids=lambda c: Path(c).stem)
 def test_torch_peer_matches_jax(config: str) -> None:
     """Same weights copied across: same parameter count, loss, gradients, and parameters
     after one clipped AdamW step."""
@@ -115,10 +195,9 @@ def test_torch_peer_matches_jax(config: str) -> None:
     import numpy as np
     import optax
     import torch
-    import torch_peer
 
+    from lcm.bench import torch_peer
     from lcm.models.common import drop_mask
-    from trainers.config import load_train_config
     from trainers.optim import make_optimizer
 
     task = load_train_config(config).family
@@ -190,7 +269,7 @@ def test_perf_parts_report(tmp_path: Path) -> None:
         "--codec",
         "random",
         "--codec-config",
-        "configs/encoders/codec_tiny.yaml",
+        str(REPO / "configs/encoders/codec_tiny.yaml"),
         "--tokenizer",
         str(prepared_data() / "tokenizer.model"),
         "--sentences",
@@ -254,7 +333,7 @@ def test_perf_parts_report(tmp_path: Path) -> None:
 
 def test_startup_cold_and_warm(tmp_path: Path) -> None:
     """Fresh processes share one new compilation cache: the warm start skips compilation."""
-    records = bench.bench_startup(["configs/lcm/base_lcm_tiny.yaml"], [], None)
+    records = bench.bench_startup([str(REPO / "configs/lcm/base_lcm_tiny.yaml")], [], None)
     assert [r["what"] for r in records] == ["train", "generate"]
     for r in records:
         assert 0 < r["warm"] < r["cold"]

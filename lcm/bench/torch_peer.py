@@ -1,9 +1,10 @@
 """PyTorch peer of the JAX Base-LCM and Two-Tower training step (a benchmark reference only).
 
-``tools/bench.py train`` times this side by side with the trainer's own jitted step: it is
-what a user would otherwise run (the official LCM code is PyTorch), written the way a PyTorch
-user would write it (``nn.Linear``, ``F.scaled_dot_product_attention``, ``torch.optim.AdamW``,
-eager mode). The library never imports it; it needs the ``bench`` extra (``torch``).
+``lcm bench train`` times this side by side with the trainer's own jitted step: it is what a
+user would otherwise run (the official LCM code is PyTorch), written the way a PyTorch user
+would write it (``nn.Linear``, ``F.scaled_dot_product_attention``, ``torch.optim.AdamW``,
+eager mode). It needs the ``bench`` extra (``torch``): only :mod:`lcm.bench.run` imports it,
+and only when PyTorch is installed; the rest of the library never does.
 
 The architecture mirrors :mod:`lcm.models.base_lcm` and :mod:`lcm.models.two_tower` exactly:
 the same layers, widths, pre-norm RMSNorm blocks with RoPE self-attention and SwiGLU, the same
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lcm.models.diffusion.schedules import discretize
 
 Batch = dict[str, torch.Tensor]
 
@@ -358,8 +361,6 @@ def build_model(train_cfg: Any, concept_dim: int) -> nn.Module:
     if train_cfg.family == "base_lcm":
         return BaseLCM(train_cfg.model, concept_dim)
     if train_cfg.family == "two_tower":
-        from lcm.models.diffusion.schedules import discretize
-
         schedule = discretize(train_cfg.model.schedule)
         return TwoTowerLCM(train_cfg.model, concept_dim, schedule.alphas_cumprod)
     raise ValueError(f"no PyTorch peer for task {train_cfg.family!r} (base_lcm, two_tower)")

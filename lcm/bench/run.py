@@ -1,9 +1,11 @@
-"""Benchmarks of lcm-jax, one subcommand each (``lcm bench ...`` runs this file).
+"""Benchmarks of lcm-jax, one subcommand each.
+
+Run them as ``lcm bench PART ...`` or ``python -m lcm.bench PART ...``.
 
 ``all``: the four performance parts below in one run, one report (``--quick``: small sizes,
 under two minutes on a 2-core CPU)::
 
-    python tools/bench.py all [--quick] [--out bench.json] [--device cpu|gpu] \\
+    lcm bench all [--quick] [--out bench.json] [--device cpu|gpu] \\
         [--dtype float32|bfloat16] [--no-torch] [--startup]
 
 ``peak``: this machine's dense matmul GFLOP/s in JAX (the reference for model FLOP
@@ -11,10 +13,12 @@ utilization), and PyTorch's for comparison.
 
 ``train``: concepts/s and model FLOP utilization (MFU) of the trainer's own jitted step
 (``trainers.loop.prepare``) for Base-LCM and Two-Tower, timed side by side with the PyTorch
-peer of the same model (``tools/torch_peer.py``: same architecture, parameter count, loss and
-AdamW step) in the same process: rounds alternate JAX steps, PyTorch steps and a matmul-peak
-sample, so all three see the same machine load; warm-up is excluded and medians are reported.
-Time-to-first-step (config to first finished step, compilation included) is reported too.
+peer of the same model (:mod:`lcm.bench.torch_peer`: same architecture, parameter count, loss
+and AdamW step) in the same process: rounds alternate JAX steps, PyTorch steps and a
+matmul-peak sample, so all three see the same machine load; warm-up is excluded and medians
+are reported. Time-to-first-step (config to first finished step, compilation included) is
+reported too. The models are the bench configs shipped beside this module (``configs/``,
+named by ``--models``), or any training configs (``--configs``).
 
 ``generate``: sentences (concepts)/s and latency per generated sentence of
 ``lcm.models.generate.generate`` (KV caches; DDIM steps included for Two-Tower) at batch 1 and
@@ -22,26 +26,28 @@ batch 32, and time-to-first-generated-sentence (compilation included); the promp
 timed alone too, so the batch ratio is also given for the decode loop without it.
 
 ``codec``: encode and decode sentences/s of the concept codec: the shipped default codec, a
-model directory (``--codec DIR``), or ``--codec random``: randomly initialized weights of
-``configs/encoders/codec_small.yaml`` (the default codec's architecture; encoding cost does not
-depend on the weights).
+model directory (``--codec DIR``), or ``--codec random``: randomly initialized weights of the
+shipped default codec's architecture and tokenizer (encoding cost does not depend on the
+weights), or of the ``model:`` section of a codec training config (``--codec-config``). The
+sentences are ``--sentences``, else ``test.txt`` of the codec's prepared data, else the sample
+shipped beside this module (``sentences.txt``).
 
-``startup``: time-to-first-step and time-to-first-generated-sentence of a fresh process, with
-an empty persistent compilation cache (cold) and again with it filled (warm): what ``lcm train``
-and generation cost before their first result.
+``startup``: time-to-first-step and time-to-first-generated-sentence of a fresh ``lcm``
+process, with an empty persistent compilation cache (cold) and again with it filled (warm):
+what ``lcm train`` and generation cost before their first result.
 
 ``scaling``: step time, throughput and per-device memory of parameters and optimizer state
 for 1, 2, 4 and 8 devices under several shardings of the ``('data', 'fsdp', 'model')`` mesh::
 
-    python tools/bench.py scaling [--config configs/lcm/base_lcm_tiny.yaml] [--quick] \\
-        [--devices 1,2,4,8] [--shardings data,fsdp,fsdp+model] [--out scaling.json] \\
-        [key=value ...]
+    lcm bench scaling [--config CONFIG.yaml] [--quick] [--devices 1,2,4,8] \\
+        [--shardings data,fsdp,fsdp+model] [--out scaling.json] [key=value ...]
 
 Each device count runs in its own process (the device count is fixed when JAX starts): on
 CPU with ``--xla_force_host_platform_device_count=N``, so the forced devices share the host's
 cores and the times check that sharded steps run, not how fast they would be; on GPU with
 the first N visible GPUs. The step is the trainer's own (``trainers.loop.prepare``); memory
-is read from the state's shardings, so it is exact for any device count.
+is read from the state's shardings, so it is exact for any device count. Without
+``--config`` the model is :func:`tiny_base_lcm`.
 
 Model FLOPs are counted analytically (:func:`train_flops`: every matmul of the forward pass,
 attention scores over all keys as computed, times 3 for forward + backward); XLA's own count
@@ -53,9 +59,9 @@ from __future__ import annotations
 
 import os
 
-# Set before NumPy and PyTorch load their thread pools (this file's imports come after these
-# lines on purpose; under ``lcm bench`` NumPy is already loaded). Idle OpenMP and OpenBLAS
-# threads spin by default: on a busy machine (more runnable threads than cores) that cost
+# Set before NumPy and PyTorch load their thread pools (this module's imports come after these
+# lines on purpose; under ``lcm bench`` NumPy is already loaded, PyTorch not). Idle OpenMP and
+# OpenBLAS threads spin by default: on a busy machine (more runnable threads than cores) that cost
 # PyTorch eager 2.5-6x per training step here, and 1.5 s instead of 5 ms for the 256 x 256 QR
 # of the synthetic concepts. Passive waiting gives the PyTorch peer its best time under load.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -79,23 +85,43 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+import encoders
+from encoders.codec import CONFIG_FILE, DEFAULT_DIR, TOKENIZER_FILE, Codec
+from encoders.config import CodecDataConfig, CodecModelConfig
+from encoders.model import CodecModel
+from encoders.tokenizer import Tokenizer
+from lcm.config import apply_overrides, from_dict, read_yaml, to_dict
+from lcm.data.concepts import ConceptDataConfig, SyntheticConfig
 from lcm.io import write_text_atomic
+from lcm.models.base_lcm import BaseLCMConfig
+from lcm.models.config import TransformerConfig
+from lcm.models.diffusion.ddim import DDIMConfig
+from lcm.models.family import concept_dim as data_concept_dim
+from lcm.models.generate import compiled_steps, generate
+from lcm.models.protocols import SamplingOptions
 from lcm.nn import matmul
-from trainers.config import TrainConfig, load_train_config
+from trainers.config import TrainConfig, load_train_config, train_config_from_dict
 from trainers.launch import with_host_devices
 from trainers.loop import prepare
 from trainers.mesh import sharding_stats
+from trainers.tasks import get_task
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = "configs/lcm/base_lcm_tiny.yaml"
+HERE = Path(__file__).resolve().parent
 RECORD_PREFIX = "BENCH_RECORD "  # marks the worker's result lines among its other output
+# The bench configs, shipped with the package (--models names them).
 TRAIN_CONFIGS = {
-    "base_lcm": "configs/bench/base_lcm_512.yaml",
-    "two_tower": "configs/bench/two_tower_512.yaml",
-    "base_lcm_1b": "configs/bench/base_lcm_1b.yaml",  # for a GPU (--device gpu --dtype bfloat16)
+    "base_lcm": HERE / "configs" / "base_lcm_512.yaml",
+    "two_tower": HERE / "configs" / "two_tower_512.yaml",
+    "base_lcm_1b": HERE / "configs" / "base_lcm_1b.yaml",  # a GPU (--device gpu --dtype bfloat16)
 }
-CODEC_CONFIG = "configs/encoders/codec_small.yaml"
+# Sentences of the codec part when neither --sentences nor the codec's prepared data has any.
+SENTENCES = HERE / "sentences.txt"
+# Worker processes: the scaling worker runs this module; the startup worker runs the `lcm`
+# command itself, so that it starts (imports, persistent compilation cache) as `lcm train` does.
+BENCH_MODULE = [sys.executable, "-m", "lcm.bench"]
+LCM_COMMAND = [sys.executable, "-m", "lcm.cli"]
 
 # Goals of the benchmark (issue 7); the report says for each whether it was met.
 GOAL_TRAIN_RATIO = 1.3  # JAX / PyTorch-eager training throughput
@@ -191,8 +217,38 @@ def plan_meshes(shardings: Sequence[str], devices: int) -> list[tuple[str, tuple
     return [(name, mesh) for mesh, name in seen.items()]
 
 
-def time_steps(config: str, overrides: Sequence[str], warmup: int, steps: int) -> dict[str, Any]:
-    """Time the train step of ``config`` on this process's devices.
+def tiny_base_lcm() -> TrainConfig:
+    """The model of ``scaling`` without ``--config``: a Base-LCM of 21.7K parameters (d_model
+    32, 2 blocks of 2 heads) on synthetic D=16 concepts, 8 rows of 16 per step. Its sharded
+    steps take milliseconds, so every mesh runs in seconds even on forced CPU devices."""
+    return TrainConfig(
+        family="base_lcm",
+        model=BaseLCMConfig(
+            d_model=32, decoder=TransformerConfig(num_layers=2, num_heads=2, mlp_dim=64)
+        ),
+        data=ConceptDataConfig(
+            source="synthetic",
+            max_seq_len=16,
+            synthetic=SyntheticConfig(dim=16, num_docs=256, min_len=4, max_len=24),
+        ),
+        batch_size=8,
+        run_dir="runs/bench_tiny_base_lcm",
+    )
+
+
+def bench_config(config: str | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The training config ``config`` (YAML) with ``key=value`` overrides, or
+    :func:`tiny_base_lcm` with them when ``config`` is None."""
+    if config is None:
+        return train_config_from_dict(apply_overrides(to_dict(tiny_base_lcm()), overrides))
+    return load_train_config(config, overrides)
+
+
+def time_steps(
+    config: str | None, overrides: Sequence[str], warmup: int, steps: int
+) -> dict[str, Any]:
+    """Time the train step of ``config`` (None: :func:`tiny_base_lcm`) on this process's
+    devices.
 
     The same batch is fed to every step (one compiled shape; step time does not depend on
     the values), and each step is waited for, so its time is the wall time of one step
@@ -201,7 +257,7 @@ def time_steps(config: str, overrides: Sequence[str], warmup: int, steps: int) -
     Returns:
         One record: mesh, step times, throughput and per-device memory.
     """
-    cfg = load_train_config(config, overrides)
+    cfg = bench_config(config, overrides)
     run = prepare(cfg)
     state = run.layout.init()
     batch = run.batch(0)
@@ -282,9 +338,11 @@ def format_table(records: list[dict[str, Any]]) -> str:
 def scaling(args: argparse.Namespace) -> int:
     """Run ``scaling-worker`` for each device count; print the table, write the JSON."""
     warmup, steps = (1, 3) if args.quick else (args.warmup, args.steps)
-    config = str(Path(args.config).resolve())
+    # Absolute, so that the workers read the same file whatever their working directory.
+    config = [] if args.config is None else ["--config", str(Path(args.config).resolve())]
+    name = args.config or "tiny Base-LCM (built in)"
     header = (
-        f"Scaling report: {args.config} {' '.join(args.overrides)}".rstrip()
+        f"Scaling report: {name} {' '.join(args.overrides)}".rstrip()
         + f"\nplatform {args.platform}; median of {steps} timed steps after {warmup} warm-up"
     )
     if args.platform == "cpu":
@@ -298,13 +356,11 @@ def scaling(args: argparse.Namespace) -> int:
     failed = []
     for devices in [int(d) for d in args.devices.split(",")]:
         cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
+            *BENCH_MODULE,
             "scaling-worker",
             "--devices",
             str(devices),
-            "--config",
-            config,
+            *config,
             "--shardings",
             args.shardings,
             "--warmup",
@@ -314,7 +370,7 @@ def scaling(args: argparse.Namespace) -> int:
             *args.overrides,
         ]
         proc = subprocess.run(
-            cmd, env=worker_env(args.platform, devices), capture_output=True, text=True, cwd=REPO
+            cmd, env=worker_env(args.platform, devices), capture_output=True, text=True
         )
         found = [
             json.loads(line[len(RECORD_PREFIX) :])
@@ -332,7 +388,7 @@ def scaling(args: argparse.Namespace) -> int:
     if args.out:
         report = {
             "header": header,
-            "config": args.config,
+            "config": name,
             "overrides": args.overrides,
             "platform": args.platform,
             "host_cpus": os.cpu_count(),
@@ -386,11 +442,9 @@ def host_info(dtype: str) -> dict[str, Any]:
 
 
 def _torch_peer() -> Any:
-    """``tools/torch_peer.py`` (imported only here: it needs the ``bench`` extra)."""
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import torch_peer
+    """:mod:`lcm.bench.torch_peer`, imported only here: it needs PyTorch (the ``bench``
+    extra)."""
+    from lcm.bench import torch_peer  # optional dependency: torch
 
     return torch_peer
 
@@ -689,9 +743,7 @@ def concept_dim_of(cfg: TrainConfig) -> int:
     """D of a concept-model config (from the data; no data pass for the synthetic source)."""
     if cfg.data.source == "synthetic":
         return cfg.data.synthetic.dim
-    from lcm.models.family import concept_dim
-
-    return concept_dim(cfg.data)
+    return data_concept_dim(cfg.data)
 
 
 def init_model(cfg: TrainConfig) -> Any:
@@ -699,10 +751,6 @@ def init_model(cfg: TrainConfig) -> Any:
 
     Throughput does not depend on the weights' values.
     """
-    from flax import nnx
-
-    from trainers.tasks import get_task
-
     task = get_task(cfg.family)
     key = jax.random.fold_in(jax.random.key(cfg.seed), 0)
     return nnx.jit(lambda: task.build_model(cfg.model, cfg.data, nnx.Rngs(key)))()
@@ -714,9 +762,6 @@ def sampling_options(ddim_steps: int | None) -> Any:
     Guidance (the library's default) runs the denoiser twice per step; the published figures
     time one pass, so the benchmark keeps them comparable across changes of that default.
     """
-    from lcm.models.diffusion.ddim import DDIMConfig
-    from lcm.models.protocols import SamplingOptions
-
     steps = {"steps": ddim_steps} if ddim_steps else {}
     return SamplingOptions(ddim=DDIMConfig(guidance_scale=1.0, **steps))
 
@@ -728,10 +773,6 @@ def bench_generate(
     the batch sizes (so their ratio is measured under the same load); compilation excluded
     from the rates, included in the time to the first sentence (the first call at the first
     batch size less its n - 1 steady-state steps: compilation, prompt, one concept)."""
-    from flax import nnx
-
-    from lcm.models.generate import compiled_steps, generate
-
     cfg = load_train_config(config, overrides)
     dim = concept_dim_of(cfg)
     model = init_model(cfg)
@@ -800,8 +841,6 @@ def bench_generate(
 
 
 def _params(model: Any) -> Any:
-    from flax import nnx
-
     return nnx.state(model, nnx.Param)
 
 
@@ -813,7 +852,7 @@ def _sentences(path: str | None, data_dir: Path | None, n: int) -> tuple[list[st
     candidates = [Path(path)] if path else []
     if data_dir is not None:
         candidates.append(data_dir / "test.txt")
-    candidates.append(REPO / "tests/fixtures/tiny.txt")
+    candidates.append(SENTENCES)
     for candidate in candidates:
         if candidate.is_file():
             lines = [s.strip() for s in candidate.read_text(encoding="utf-8").splitlines()]
@@ -823,32 +862,41 @@ def _sentences(path: str | None, data_dir: Path | None, n: int) -> tuple[list[st
     raise FileNotFoundError(f"no sentence file among {[str(c) for c in candidates]}")
 
 
-def random_codec(codec_config: str, tokenizer: str | None, dtype: str) -> tuple[Any, Path]:
-    """A randomly initialized codec of ``codec_config`` with a real tokenizer.
+def codec_data_dir(codec_config: str | None) -> Path:
+    """The prepared codec data of ``codec_config`` (a codec training config), or the codec's
+    default data directory (``~/data/codec``) without one."""
+    if codec_config is None:
+        return Path(CodecDataConfig().data_dir).expanduser()
+    return Path(load_train_config(codec_config).data.data_dir).expanduser()
 
-    The tokenizer is ``tokenizer`` or ``<data.data_dir>/tokenizer.model``; the vocabulary
-    size follows the tokenizer.
 
-    Returns:
-        The codec and the config's data directory.
+def random_codec(codec_config: str | None, tokenizer: str | None, dtype: str) -> Codec:
+    """A randomly initialized codec with a real tokenizer.
+
+    Without ``codec_config``: the shipped default codec's architecture and tokenizer. With it
+    (a codec training config): its ``model:`` section and ``<data.data_dir>/tokenizer.model``.
+    ``tokenizer`` replaces either tokenizer; the vocabulary size follows the tokenizer.
     """
-    from flax import nnx
-
-    from encoders.codec import Codec
-    from encoders.model import CodecModel
-    from encoders.tokenizer import Tokenizer
-
-    cfg = load_train_config(codec_config)
-    data_dir = Path(cfg.data.data_dir).expanduser()
-    tok_path = Path(tokenizer).expanduser() if tokenizer else data_dir / "tokenizer.model"
+    if codec_config is None:
+        if not (DEFAULT_DIR / CONFIG_FILE).is_file():
+            raise FileNotFoundError(
+                f"no default codec in {DEFAULT_DIR}: pass --codec MODEL_DIR, or --codec-config "
+                "CONFIG.yaml (a codec training config) for random weights"
+            )
+        model_cfg = from_dict(CodecModelConfig, read_yaml(DEFAULT_DIR / CONFIG_FILE))
+        tok_path = DEFAULT_DIR / TOKENIZER_FILE
+    else:
+        model_cfg = load_train_config(codec_config).model
+        tok_path = codec_data_dir(codec_config) / TOKENIZER_FILE
+    tok_path = Path(tokenizer).expanduser() if tokenizer else tok_path
     if not tok_path.is_file():
         raise FileNotFoundError(
             f"no tokenizer at {tok_path}: pass --codec MODEL_DIR or --tokenizer FILE"
         )
     tok = Tokenizer.load(tok_path)
-    model_cfg = dataclasses.replace(cfg.model, vocab_size=tok.vocab_size, dtype=dtype)
+    model_cfg = dataclasses.replace(model_cfg, vocab_size=tok.vocab_size, dtype=dtype)
     model = nnx.jit(lambda: CodecModel(model_cfg, nnx.Rngs(0)))()
-    return Codec(model, tok), data_dir
+    return Codec(model, tok)
 
 
 # (beam size, rerank) of the timed beam-search decodings of the codec part.
@@ -857,7 +905,7 @@ BEAM_DECODINGS = ((8, False), (4, True), (8, True), (16, True))
 
 def bench_codec(
     codec_dir: str | None,
-    codec_config: str,
+    codec_config: str | None,
     tokenizer: str | None,
     sentences_path: str | None,
     sizes: Sizes,
@@ -875,19 +923,16 @@ def bench_codec(
     matmul peak sampled between the encode repeats they give the encoding ceiling: the
     sentences/s of an encoder running at 100% of the peak with no padding.
     """
-    import encoders
-    from encoders.codec import CONFIG_FILE, DEFAULT_DIR
-
     if codec_dir == "auto":  # the shipped default codec when there is one
         codec_dir = "default" if (DEFAULT_DIR / CONFIG_FILE).is_file() else "random"
     if codec_dir == "random":
         codec_dir = None
     if codec_dir:
         codec, source = encoders.load(codec_dir), codec_dir
-        data_dir = Path(load_train_config(codec_config).data.data_dir).expanduser()
     else:
-        codec, data_dir = random_codec(codec_config, tokenizer, dtype)
-        source = f"{codec_config} (random weights)"
+        codec = random_codec(codec_config, tokenizer, dtype)
+        source = f"{codec_config or 'default codec architecture'} (random weights)"
+    data_dir = codec_data_dir(codec_config)
     sentences, origin = _sentences(sentences_path, data_dir, sizes.codec_sentences)
     cap = codec.config.max_len - 1
     n_tokens = [min(len(x), cap) + 1 for x in codec.tokenizer.encode(sentences)]  # + EOS
@@ -970,12 +1015,10 @@ def bench_codec(
 
 def startup_worker(args: argparse.Namespace) -> int:
     """The first step (``--what train``) or the first generated sentence (``--what
-    generate``) of this fresh process with the CLI's persistent compilation cache; prints the
-    wall-clock time it was done (the parent counts from the process launch: interpreter,
-    imports, data, initialization and compilation included)."""
-    from lcm.cli import enable_compilation_cache
-
-    enable_compilation_cache()
+    generate``) of this fresh process; prints the wall-clock time it was done (the parent
+    counts from the process launch: interpreter, imports, data, initialization and
+    compilation included). :func:`bench_startup` runs it as ``lcm bench startup-worker``, so
+    the ``lcm`` command has turned its persistent compilation cache on, as for ``lcm train``."""
     cfg = load_train_config(args.config, args.overrides)
     if args.what == "train":
         run = prepare(cfg)
@@ -983,8 +1026,6 @@ def startup_worker(args: argparse.Namespace) -> int:
         with jax.set_mesh(run.mesh):
             jax.block_until_ready(run.step(state, run.batch(0)))
     else:
-        from lcm.models.generate import generate
-
         model = init_model(cfg)
         prompt = jax.random.normal(jax.random.key(0), (1, 4, concept_dim_of(cfg)))
         generate(model, prompt, 1, jax.random.key(1), sampling_options(args.ddim_steps))
@@ -996,7 +1037,8 @@ def bench_startup(
     configs: Sequence[str], overrides: Sequence[str], ddim_steps: int | None
 ) -> list[dict[str, Any]]:
     """The ``startup`` part: each worker runs twice in fresh processes sharing one new
-    persistent compilation cache: cold (empty cache), then warm (filled by the cold run)."""
+    persistent compilation cache: cold (empty cache), then warm (filled by the cold run).
+    The workers are ``lcm bench startup-worker`` processes in this working directory."""
     records = []
     with tempfile.TemporaryDirectory(prefix="lcm-bench-xla-") as cache:
         env = {**os.environ, "LCM_COMPILATION_CACHE": cache}
@@ -1004,12 +1046,12 @@ def bench_startup(
             for what in ("train", "generate"):
                 times = {}
                 for phase in ("cold", "warm"):
-                    cmd = [sys.executable, str(Path(__file__).resolve()), "startup-worker"]
+                    cmd = [*LCM_COMMAND, "bench", "startup-worker"]
                     cmd += ["--what", what, "--config", config, *overrides]
                     if ddim_steps:
                         cmd += ["--ddim-steps", str(ddim_steps)]
                     started = time.time()  # the worker reports when its result was ready
-                    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+                    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                     found = [
                         json.loads(line[len(RECORD_PREFIX) :])
                         for line in proc.stdout.splitlines()
@@ -1212,7 +1254,7 @@ def format_report(report: dict[str, Any]) -> str:
 def _configs(args: argparse.Namespace) -> list[str]:
     if args.configs:
         return args.configs.split(",")
-    return [TRAIN_CONFIGS[m] for m in args.models.split(",")]
+    return [str(TRAIN_CONFIGS[m]) for m in args.models.split(",")]
 
 
 def run_perf(args: argparse.Namespace) -> int:
@@ -1230,12 +1272,15 @@ def run_perf(args: argparse.Namespace) -> int:
     jax.config.update("jax_enable_compilation_cache", False)
     use_torch = not args.no_torch and torch_available()
     if not args.no_torch and not use_torch and ("train" in parts or "peak" in parts):
-        print("PyTorch is not installed (pip install -e '.[bench]'): JAX only", flush=True)
+        print(
+            "PyTorch is not installed (the bench extra: pip install 'lcm-jax[bench]'): JAX only",
+            flush=True,
+        )
     report: dict[str, Any] = {
         "host": host_info(args.dtype),
         "quick": args.quick,
         "sizes": dataclasses.asdict(sizes),
-        "flops": "analytic model FLOPs (tools/bench.py train_flops); XLA cost analysis beside",
+        "flops": "analytic model FLOPs (lcm.bench.run.train_flops); XLA cost analysis beside",
         "command": " ".join(sys.argv),
     }
     h = report["host"]
@@ -1306,12 +1351,14 @@ def _set_device(device: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``tools/bench.py`` command line (one subcommand per benchmark)."""
-    parser = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__.split("\n")[0])
+    """The ``lcm bench`` command line (one subcommand per benchmark)."""
+    parser = argparse.ArgumentParser(prog="lcm bench", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", default=DEFAULT_CONFIG, help="training config (YAML)")
+        p.add_argument(
+            "--config", help="training config (YAML); default: a tiny Base-LCM (built in)"
+        )
         p.add_argument("--shardings", default="data,fsdp,fsdp+model")
         p.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation)")
         p.add_argument("--steps", type=int, default=10, help="timed steps")
@@ -1346,9 +1393,17 @@ def build_parser() -> argparse.ArgumentParser:
             help="'default' (the shipped codec), a codec model directory, or 'random' (random "
             "weights, architecture of --codec-config); auto: default if shipped, else random",
         )
-        p.add_argument("--codec-config", default=CODEC_CONFIG, help="config of a random codec")
+        p.add_argument(
+            "--codec-config",
+            help="codec training config (YAML) of a random codec and of its prepared data "
+            "(default: the shipped codec's architecture and tokenizer, data in ~/data/codec)",
+        )
         p.add_argument("--tokenizer", help="tokenizer of a random codec")
-        p.add_argument("--sentences", help="text file, one sentence a line")
+        p.add_argument(
+            "--sentences",
+            help="text file, one sentence a line (default: test.txt of the codec's prepared "
+            "data if there is one, else a shipped sample)",
+        )
         p.add_argument("--decode-max-len", type=int, help="tokens per decoded sentence")
         p.add_argument("--startup", action="store_true", help="all: also run the startup part")
         p.add_argument(
