@@ -402,7 +402,7 @@ class Codec:
         concept space (``lcm data embed`` records it; a resume or a training run in another
         space is refused). Encoding precision is recorded beside it, not in it."""
         if getattr(self, "_fingerprint", None) is None:
-            digest = hashlib.sha256(repr(self.config).encode())
+            digest = hashlib.sha256(self.config.identity().encode())
             digest.update(self.tokenizer.model_proto)
             for name, array in sorted(flat_weights(self.model).items()):
                 digest.update(name.encode())

@@ -38,6 +38,21 @@ class CodecModelConfig:
             corrupted input to that of the clean input (0 disables it and its extra encoder
             pass).
         contrastive_temperature: Temperature of the InfoNCE term.
+        variational: CALM's variational latent (arXiv 2510.27688): the encoder also predicts
+            a log-variance, training decodes a sample ``z = mean + sigma * eps`` and the loss
+            adds ``kl_weight`` times the KL to ``N(0, I)``; inference encodes to the mean.
+            Adds the ``encoder/log_var`` parameters (none without it).
+        kl_weight: Weight of the KL term, relative to the reconstruction cross-entropy summed
+            over a sentence's tokens (CALM's weighting; see ``CodecModel.loss``).
+        kl_free_bits: Free bits, in nats per concept dimension: each dimension's KL counts as
+            at least this much (CALM's ``kl_clamp``), so a dimension below it gets no pull
+            towards the prior.
+        latent_dropout: Dropout on the decoded vector while training (CALM drops the sampled
+            latent at 0.15); never applied when encoding.
+        token_replace_prob: Per-token chance, in every training sentence, that an ordinary
+            token of the encoder's input becomes a random other ordinary token (special ids
+            are never touched or drawn); applied after the mask/drop corruption, to the
+            tokens it left.
     """
 
     vocab_size: int = 8192
@@ -61,6 +76,12 @@ class CodecModelConfig:
     label_smoothing: float = 0.05
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.05
+    # The fields below came after codec fingerprints (see ``identity``): keep them last.
+    variational: bool = False
+    kl_weight: float = 1e-3
+    kl_free_bits: float = 0.5
+    latent_dropout: float = 0.0
+    token_replace_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.d_model % self.num_heads:
@@ -69,7 +90,8 @@ class CodecModelConfig:
             )
         if (self.d_model // self.num_heads) % 2 and self.positions == "rope":
             raise ValueError("RoPE needs an even head dimension (d_model / num_heads)")
-        for name in ("denoise_prob", "token_mask_prob", "token_drop_prob", "dropout"):
+        rates = ("denoise_prob", "token_mask_prob", "token_drop_prob", "dropout")
+        for name in (*rates, "latent_dropout", "token_replace_prob"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0 and not (name == "denoise_prob" and value == 1.0):
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
@@ -77,6 +99,26 @@ class CodecModelConfig:
             raise ValueError("token_mask_prob + token_drop_prob must be below 1")
         if self.max_len < 2:
             raise ValueError(f"max_len must be at least 2, got {self.max_len}")
+        for name in ("kl_weight", "kl_free_bits"):
+            if getattr(self, name) < 0.0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def identity(self) -> str:
+        """The config's share of a codec's fingerprint: ``repr(self)`` without the fields
+        added after fingerprints began while they hold their defaults, so that a codec made
+        before them keeps its fingerprint, and the datasets embedded with it their space."""
+        shown = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if not (f.name in _LATER_FIELDS and getattr(self, f.name) == f.default)
+        ]
+        return f"{type(self).__qualname__}({', '.join(shown)})"
+
+
+# Fields added to CodecModelConfig after ``Codec.fingerprint`` first hashed its repr.
+_LATER_FIELDS = frozenset(
+    ("variational", "kl_weight", "kl_free_bits", "latent_dropout", "token_replace_prob")
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,10 @@ cross-attends to that vector, and the denoising autoencoder loss that trains bot
 Token layout (see ``encoders.tokenizer``): a sentence is its token ids followed by ``EOS``,
 right-padded with ``PAD = 0``. The encoder reads that; the decoder reads ``BOS`` + the ids and
 predicts the ids + ``EOS``.
+
+With ``variational`` set, the codec follows CALM's autoencoder (arXiv 2510.27688): the encoder
+predicts a Gaussian ``q(z|x)``, training decodes a sample of it and adds a KL term with free
+bits, and encoding returns its mean (see :meth:`CodecModel.loss`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from encoders.config import CodecModelConfig
-from encoders.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID
+from encoders.tokenizer import BOS_ID, EOS_ID, FIRST_ORDINARY_ID, MASK_ID, PAD_ID
 from lcm.nn import (
     KVCache,
     LearnedPositions,
@@ -67,7 +71,8 @@ class _Positions(nnx.Module):
 
 
 class SentenceEncoder(nnx.Module):
-    """Pre-LN bidirectional Transformer, masked mean pooling, linear projection to D.
+    """Pre-LN bidirectional Transformer, masked mean pooling, linear projection to D (and, for
+    a variational codec, a second projection to the log-variance of ``q(z|x)``).
 
     Args:
         cfg: Model config.
@@ -101,6 +106,13 @@ class SentenceEncoder(nnx.Module):
         )
         self.norm = make_norm(cfg.norm, cfg.d_model, dtype=dtype)
         self.project = matmul.dense(cfg.d_model, cfg.concept_dim, ("embed", "concept"), **dense_kw)
+        # Created only for a variational codec, and last in the encoder: a deterministic codec
+        # keeps exactly today's parameters, paths and initial values.
+        self.log_var = (
+            matmul.dense(cfg.d_model, cfg.concept_dim, ("embed", "concept"), **dense_kw)
+            if cfg.variational
+            else None
+        )
 
     def __call__(self, tokens: jax.Array, *, rng: jax.Array | None = None) -> jax.Array:
         """Encode padded sentences.
@@ -111,8 +123,31 @@ class SentenceEncoder(nnx.Module):
             rng: Dropout key, or None (inference).
 
         Returns:
-            Concept vectors [B, D] float32.
+            Concept vectors [B, D] float32 (the posterior mean for a variational codec).
         """
+        return self.project(self._pool(tokens, rng)).astype(jnp.float32)
+
+    def posterior(
+        self, tokens: jax.Array, *, rng: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """The concept and, for a variational codec, the spread of ``q(z|x)`` around it.
+
+        Args:
+            tokens: [B, L] int ids, as for :meth:`__call__`.
+            rng: Dropout key, or None (inference).
+
+        Returns:
+            The mean [B, D] float32 (what :meth:`__call__` returns) and the log-variance
+            [B, D] float32, or None when the codec is not variational.
+        """
+        pooled = self._pool(tokens, rng)
+        mean = self.project(pooled).astype(jnp.float32)
+        if self.log_var is None:
+            return mean, None
+        return mean, self.log_var(pooled).astype(jnp.float32)
+
+    def _pool(self, tokens: jax.Array, rng: jax.Array | None) -> jax.Array:
+        """The masked mean [B, d_model] float32 of the final hidden states of ``tokens``."""
         mask = tokens != PAD_ID
         positions = np.arange(tokens.shape[1])  # static: constant RoPE tables
         rngs = split_rng(rng, len(self.blocks) + 1)
@@ -121,8 +156,7 @@ class SentenceEncoder(nnx.Module):
             x = call_block(block, x, mask=mask, positions=positions, rng=r, remat=self.remat)
         x = self.norm(x).astype(jnp.float32)
         weights = mask.astype(jnp.float32)[..., None]
-        pooled = jnp.sum(x * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
-        return self.project(pooled).astype(jnp.float32)
+        return jnp.sum(x * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
 
 
 class SentenceDecoder(nnx.Module):
@@ -284,6 +318,54 @@ def corrupt_tokens(
     return jnp.take_along_axis(out, order, axis=1)
 
 
+def replace_tokens(tokens: jax.Array, rng: jax.Array, *, prob: float, vocab_size: int) -> jax.Array:
+    """CALM's input noise: each ordinary token becomes, with chance ``prob``, another ordinary
+    token drawn uniformly; special ids (PAD, EOS, ``<mask>``...) are never replaced nor drawn.
+
+    CALM's own code sets the chosen ids to 0, an ordinary token of its Llama 3 tokenizer; a
+    random token keeps the input free of a tell-tale filler (``<mask>`` masking is the
+    separate ``token_mask_prob`` option).
+
+    Args:
+        tokens: [B, L] (ids, EOS, PAD...).
+        rng: Key.
+        prob: Per-token chance of replacement.
+        vocab_size: Number of ids; replacements lie in ``[FIRST_ORDINARY_ID, vocab_size)``.
+
+    Returns:
+        [B, L] tokens, same layout and length.
+    """
+    k_hit, k_shift = jax.random.split(rng)
+    hit = (tokens >= FIRST_ORDINARY_ID) & (jax.random.uniform(k_hit, tokens.shape) < prob)
+    n = vocab_size - FIRST_ORDINARY_ID
+    # A shift in [1, n) modulo n reaches each of the other n - 1 ordinary ids with equal
+    # chance and never the token itself, so ``prob`` is the share that really changes.
+    shift = jax.random.randint(k_shift, tokens.shape, 1, n, dtype=tokens.dtype)
+    other = FIRST_ORDINARY_ID + (tokens - FIRST_ORDINARY_ID + shift) % n
+    return jnp.where(hit, other, tokens)
+
+
+def gaussian_kl(mean: jax.Array, log_var: jax.Array, free_bits: float = 0.0) -> jax.Array:
+    """``KL(N(mean, exp(log_var)) || N(0, I))`` of each row, with free bits as in CALM.
+
+    Each dimension's KL is raised to at least ``free_bits`` before the sum over dimensions
+    (CALM's ``kl_clamp``: clamp per example and dimension, sum over dimensions, mean over the
+    batch is left to the caller). A dimension under the floor then costs a constant: the prior
+    does not pull it, so every dimension may carry that much information for free and none
+    collapses to the prior.
+
+    Args:
+        mean: [B, D].
+        log_var: [B, D] natural log of the variances.
+        free_bits: Floor in nats per dimension (0: the plain KL).
+
+    Returns:
+        [B] float32 nats.
+    """
+    kl = 0.5 * (jnp.square(mean) + jnp.exp(log_var) - 1.0 - log_var)
+    return jnp.sum(jnp.maximum(kl, free_bits), axis=-1)
+
+
 def relative_noise(concepts: jax.Array, rng: jax.Array, scale: jax.Array | float) -> jax.Array:
     """Add isotropic Gaussian noise of expected norm ``scale * |v|`` to each vector.
 
@@ -301,7 +383,8 @@ def relative_noise(concepts: jax.Array, rng: jax.Array, scale: jax.Array | float
 
 
 class CodecModel(nnx.Module):
-    """Encoder + decoder sharing one token embedding, trained as a denoising autoencoder.
+    """Encoder + decoder sharing one token embedding, trained as a denoising (optionally
+    variational) autoencoder.
 
     The model holds no RNG state after construction; training randomness comes from the
     ``rng`` argument of :meth:`loss`.
@@ -318,7 +401,8 @@ class CodecModel(nnx.Module):
         self.decoder = SentenceDecoder(cfg, embed, rngs)
 
     def encode(self, tokens: jax.Array) -> jax.Array:
-        """Inference encoding: tokens [B, L] -> concept vectors [B, D] float32."""
+        """Inference encoding: tokens [B, L] -> concept vectors [B, D] float32, deterministic
+        (a variational codec's posterior mean: no sampling, no latent dropout)."""
         return self.encoder(tokens)
 
     def loss(
@@ -330,18 +414,33 @@ class CodecModel(nnx.Module):
         norm is added to its vector, and the decoder reconstructs the clean sentence
         (label-smoothed cross-entropy, averaged over target tokens).
 
+        The options of CALM's recipe (each off by default, then the loss is exactly the one
+        above): ``token_replace_prob`` replaces input tokens after the mask/drop corruption;
+        ``variational`` decodes a sample ``mean + sigma * eps`` of ``q(z|x)`` instead of the
+        mean and adds ``kl_weight * sum(KL) / target tokens`` (the free-bits KL of
+        :func:`gaussian_kl`, per sentence). Dividing by the target tokens, like the
+        cross-entropy, keeps CALM's weighting: its loss is, per latent, the cross-entropy
+        summed over the tokens the latent encodes plus ``kl_weight`` times the latent's KL.
+        The relative noise of ``concept_noise`` is then added to the sample (its norm is the
+        sample's), and ``latent_dropout`` drops entries of the result.
+
         Args:
             batch: ``{"tokens": [B, L] int32}`` (ids, EOS, PAD...).
             rng: Key for corruption, noise and dropout.
 
         Returns:
             The scalar loss and metrics: ``loss``, ``nll`` (unsmoothed cross-entropy),
-            ``accuracy`` (teacher-forced next-token), ``concept_norm``, ``tokens`` (count of
-            target tokens) and, when enabled, ``contrastive``.
+            ``accuracy`` (teacher-forced next-token), ``concept_norm`` (of the encoded mean),
+            ``tokens`` (count of target tokens) and, when enabled, ``contrastive``, ``kl``
+            (mean KL per sentence in nats, without the free-bits floor) and ``sigma`` (mean
+            posterior standard deviation).
         """
         cfg = self.config
         tokens = batch["tokens"]
         k_corrupt, k_noise_scale, k_noise, k_enc, k_dec, k_clean = jax.random.split(rng, 6)
+        # The recipe's draws come from a key of their own: the six above, and with the recipe
+        # off the whole loss, stay what they were before it existed.
+        k_replace, k_sample, k_latent = jax.random.split(jax.random.fold_in(rng, 6), 3)
         use_dropout = cfg.dropout > 0.0
         enc_in = corrupt_tokens(
             tokens,
@@ -350,9 +449,18 @@ class CodecModel(nnx.Module):
             mask_prob=cfg.token_mask_prob,
             drop_prob=cfg.token_drop_prob,
         )
-        concepts = self.encoder(enc_in, rng=k_enc if use_dropout else None)
+        if cfg.token_replace_prob > 0.0:
+            enc_in = replace_tokens(
+                enc_in, k_replace, prob=cfg.token_replace_prob, vocab_size=cfg.vocab_size
+            )
+        concepts, log_var = self.encoder.posterior(enc_in, rng=k_enc if use_dropout else None)
+        latent = concepts
+        if log_var is not None:
+            sigma = jnp.exp(0.5 * log_var)
+            latent = concepts + sigma * jax.random.normal(k_sample, concepts.shape)
         scale = jax.random.uniform(k_noise_scale, (tokens.shape[0], 1)) * cfg.concept_noise
-        noisy = relative_noise(concepts, k_noise, scale)
+        noisy = relative_noise(latent, k_noise, scale)
+        noisy = dropout(noisy, cfg.latent_dropout, k_latent)  # the identity at rate 0
         bos = jnp.full((tokens.shape[0], 1), BOS_ID, tokens.dtype)
         dec_in = jnp.concatenate([bos, tokens[:, :-1]], axis=1)
         logits = self.decoder(dec_in, noisy, rng=k_dec if use_dropout else None)
@@ -373,6 +481,11 @@ class CodecModel(nnx.Module):
             "concept_norm": jnp.mean(jnp.linalg.norm(concepts, axis=-1)),
             "tokens": n_tokens,
         }
+        if log_var is not None:
+            kl = gaussian_kl(concepts, log_var, cfg.kl_free_bits)
+            loss = loss + cfg.kl_weight * jnp.sum(kl) / denom
+            metrics["kl"] = jnp.mean(gaussian_kl(concepts, log_var))
+            metrics["sigma"] = jnp.mean(sigma)
         if cfg.contrastive_weight > 0.0:
             clean = self.encoder(tokens, rng=k_clean if use_dropout else None)
             contrastive = info_nce(concepts, clean, cfg.contrastive_temperature)

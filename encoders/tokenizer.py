@@ -19,6 +19,8 @@ import sentencepiece as spm
 from lcm.io import write_bytes_atomic
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3, 4
+# Every id from here on is an ordinary piece (a word piece or a byte), none of them special.
+FIRST_ORDINARY_ID = MASK_ID + 1
 MASK_PIECE = "<mask>"
 _NUM_THREADS = os.cpu_count() or 1
 

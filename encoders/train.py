@@ -74,7 +74,9 @@ def _card(
         "# Sentence codec (lcm-jax)",
         "",
         "A SONAR-like sentence autoencoder: a Transformer encoder mean-pools each sentence into "
-        f"one {cfg.concept_dim}-dim vector; a decoder cross-attends to it to rebuild the text.",
+        f"one {cfg.concept_dim}-dim vector"
+        + (" (the mean of a Gaussian posterior)" if cfg.variational else "")
+        + "; a decoder cross-attends to it to rebuild the text.",
         "",
         "## Architecture",
         f"- encoder {cfg.encoder_layers} / decoder {cfg.decoder_layers} layers, d_model "
@@ -93,10 +95,7 @@ def _card(
         f"{', '.join(settings.get('holdout_sources', [])) or 'none'}",
         "",
         "## Objective",
-        f"- denoising autoencoder: {cfg.denoise_prob:.0%} of inputs corrupted (mask "
-        f"{cfg.token_mask_prob}, drop {cfg.token_drop_prob}), concept noise up to relative "
-        f"norm {cfg.concept_noise}, label smoothing {cfg.label_smoothing}, contrastive weight "
-        f"{cfg.contrastive_weight}",
+        _objective(cfg),
         "",
         "## Metrics",
         "- fill in: round-trip BLEU / exact match on held-out sentences, with and without "
@@ -104,6 +103,37 @@ def _card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _objective(cfg: CodecModelConfig) -> str:
+    """The card's line on the training objective, naming only the options in use (today's
+    denoising codec gets the line it always had)."""
+    if cfg.variational:
+        kind = "variational autoencoder (CALM's recipe)"
+    else:
+        kind = "denoising autoencoder"
+    parts = []
+    if cfg.denoise_prob > 0.0 and cfg.token_mask_prob + cfg.token_drop_prob > 0.0:
+        parts.append(
+            f"{cfg.denoise_prob:.0%} of inputs corrupted (mask {cfg.token_mask_prob}, drop "
+            f"{cfg.token_drop_prob})"
+        )
+    else:
+        parts.append("no input tokens masked or dropped")
+    if cfg.token_replace_prob > 0.0:
+        parts.append(f"{cfg.token_replace_prob:.0%} of input tokens replaced by random ones")
+    if cfg.variational:
+        parts.append(
+            f"decoding a sample of the posterior (KL weight {cfg.kl_weight:g}, free bits "
+            f"{cfg.kl_free_bits:g} nats per dimension; encoding returns its mean)"
+        )
+    if cfg.concept_noise > 0.0 or not cfg.variational:
+        parts.append(f"concept noise up to relative norm {cfg.concept_noise}")
+    if cfg.latent_dropout > 0.0:
+        parts.append(f"latent dropout {cfg.latent_dropout}")
+    parts.append(f"label smoothing {cfg.label_smoothing}")
+    parts.append(f"contrastive weight {cfg.contrastive_weight}")
+    return f"- {kind}: " + ", ".join(parts)
 
 
 TASK = Task(
