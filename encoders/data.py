@@ -67,6 +67,13 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "wordnet": 0.5,
     "foldoc": 0.5,
     "linux_doc": 0.5,
+    # The game sources (issue 21) bring the narrative, dialogue and descriptive styles that
+    # the rest lacks: repeat the story-telling ones; cataclysm's item texts are many and terse.
+    "endless_sky": 2.0,
+    "naev": 2.0,
+    "freedroidrpg": 2.0,
+    "stellarium": 2.0,
+    "cataclysm": 1.0,
 }
 DEFAULT_HOLDOUT = ("devil",)
 
