@@ -2,7 +2,7 @@
 
 Inputs are sorted by length and padded to a few bucket lengths and batch sizes, so the jitted
 encoder and decoder compile once per (bucket, batch size) and a later call with similar
-lengths reuses them.
+lengths reuses them. ``Codec.devices`` spreads ``encode``'s chunks over several devices.
 
 Input rules:
     * ``encode``: every item must be a ``str`` with some non-whitespace text; an empty or
@@ -261,6 +261,35 @@ class Codec:
         self.encode_precision = encode_precision
 
     @property
+    def devices(self) -> tuple[jax.Device, ...] | None:
+        """The devices ``encode`` runs on (None, the default: JAX's default device).
+
+        Data parallel: the chunks of one call go to the devices in turn, each device running
+        the same compiled program on whole chunks as a single device would, so the vectors
+        do not depend on the number of devices, bit for bit. The weights are copied to each
+        device on the first call. Set it to ``jax.local_devices()`` to use all of this
+        process's devices (``lcm data embed`` does).
+        """
+        # getattr: subclasses (SonarCodec) build their state without Codec.__init__.
+        return getattr(self, "_devices", None)
+
+    @devices.setter
+    def devices(self, value: Sequence[jax.Device] | None) -> None:
+        devices = tuple(value) if value is not None else ()
+        if len(set(devices)) != len(devices):
+            raise ValueError(f"devices must be distinct, got {devices}")
+        self._devices = devices or None
+        self._replicas: list[tuple[nnx.State, jax.Device | None]] | None = None
+
+    def _encoder_replicas(self) -> list[tuple[nnx.State, jax.Device | None]]:
+        """(weights, device) per device of :attr:`devices`; ``[(weights, None)]`` without."""
+        if self.devices is None:
+            return [(self._state, None)]
+        if getattr(self, "_replicas", None) is None:
+            self._replicas = [(jax.device_put(self._state, d), d) for d in self.devices]
+        return self._replicas
+
+    @property
     def encode_precision(self) -> EncodePrecision:
         """Precision of the encoder's matrix products: "float32" or "bfloat16"."""
         return self._encode_precision
@@ -322,6 +351,7 @@ class Codec:
         on_cpu = jax.default_backend() == "cpu"
         batch = min(self.batch_size, ENCODE_BATCH) if on_cpu else self.batch_size
         rows_ladder = _ladder(BATCH_SIZES, batch)
+        replicas = self._encoder_replicas()
         pending = []
         # "bfloat16" is JAX's matmul-precision switch, which lcm.nn.matmul honours on CPU too;
         # the jit cache keys on it, so both precisions can be used in one process. "float32"
@@ -332,14 +362,19 @@ class Codec:
             else contextlib.nullcontext()
         )
         with precision:
-            # Dispatch every chunk before reading any result: host-side padding overlaps compute.
-            for start in range(0, len(order), batch):
+            # Dispatch every chunk before reading any result: host-side padding overlaps compute
+            # (and, with several devices, the devices run their chunks at the same time).
+            for n, start in enumerate(range(0, len(order), batch)):
                 idx = order[start : start + batch]
                 shape = (_fit(rows_ladder, len(idx)), _fit(self._lengths, lengths[idx[-1]]))
                 tokens = np.full(shape, PAD_ID, np.int32)
                 for row, i in enumerate(idx):
                     tokens[row, : len(rows[i])] = rows[i]
-                pending.append((idx, self._encode(self._state, tokens)))
+                # The chunking above never depends on the devices: chunk n is what one device
+                # would compute, on device n mod their number.
+                state, device = replicas[n % len(replicas)]
+                placed = tokens if device is None else jax.device_put(tokens, device)
+                pending.append((idx, self._encode(state, placed)))
         for idx, vectors in pending:
             out[idx] = np.asarray(vectors)[: len(idx)]
         return out

@@ -8,7 +8,10 @@ other back: a model directory whose config says ``family: sonar`` opens as a
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+
+import jax
 
 from encoders.codec import CONFIG_FILE, DEFAULT_DIR, Codec, EncodePrecision
 from encoders.sonar import SonarCodec
@@ -22,6 +25,7 @@ def load(
     source_lang: str | None = None,
     target_lang: str | None = None,
     encode_precision: EncodePrecision = "float32",
+    devices: Sequence[jax.Device] | None = None,
 ) -> Codec:
     """Load a codec: ``"default"`` (shipped inside the package) or a model directory path.
 
@@ -36,6 +40,8 @@ def load(
         target_lang: Language ``decode`` writes (SONAR codecs only).
         encode_precision: "float32", or "bfloat16" for faster encoding with bfloat16 matrix
             products (see :class:`Codec`).
+        devices: The devices ``encode`` spreads its chunks over (:attr:`Codec.devices`;
+            default: JAX's default device).
 
     Raises:
         FileNotFoundError: If the default codec is not shipped yet or the path is missing.
@@ -43,6 +49,7 @@ def load(
     """
     codec = _load(name_or_path, batch_size, source_lang, target_lang)
     codec.encode_precision = encode_precision
+    codec.devices = devices
     return codec
 
 

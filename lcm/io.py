@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,13 +100,11 @@ def replaced_on_success(path: str | os.PathLike) -> Iterator[Path]:
     Yields:
         The directory to write.
     """
-    import shutil
-
     final = Path(path)
     if not final.is_dir() or not any(final.iterdir()):
         yield final
         return
-    staging = final.parent / f".{final.name}.new-{os.getpid()}"
+    staging = staging_dir(final)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
@@ -113,7 +112,22 @@ def replaced_on_success(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    replace_dir(staging, final)
+
+
+def staging_dir(path: str | os.PathLike, tag: str | int | None = None) -> Path:
+    """The sibling directory :func:`replaced_on_success` writes in place of ``path``:
+    ``.NAME.new-TAG`` (``TAG``: this process's id unless given, so that several processes can
+    agree on one)."""
+    final = Path(path)
+    return final.parent / f".{final.name}.new-{os.getpid() if tag is None else tag}"
+
+
+def replace_dir(new: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Put directory ``new`` in the place of directory ``final``: ``final`` is renamed away,
+    ``new`` renamed in, and the old contents removed."""
+    new, final = Path(new), Path(final)
     old = final.parent / f".{final.name}.old-{os.getpid()}"
     os.replace(final, old)
-    os.replace(staging, final)
+    os.replace(new, final)
     shutil.rmtree(old, ignore_errors=True)

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 from flax import nnx
 
-import lcm.cli.data as data_cli
+import lcm.cli.embed as embed_cli
 from lcm.cli.data import main as data_main
 from lcm.data.concepts import (
     EOT_FILE,
@@ -163,7 +163,9 @@ def test_embed_and_fit_normalizer_cli_then_load(
     text_shards: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     loaded = []
-    monkeypatch.setattr(data_cli, "_load_codec", lambda *args: loaded.append(args) or HashEncoder())
+    monkeypatch.setattr(
+        embed_cli, "_load_codec", lambda *args: loaded.append(args) or HashEncoder()
+    )
     out = tmp_path / "embedded"
     argv = ["embed", str(text_shards), "--out", str(out), "--batch-sentences", "16"]
     assert data_main([*argv, "--precision", "bfloat16", "--no-progress"]) == 0
@@ -219,7 +221,7 @@ def test_fit_normalizer_sample_is_bounded(tmp_path: Path) -> None:
 
 def test_fixture_config_runs_on_embedded_fixture_shards(tmp_path: Path, monkeypatch) -> None:
     """The real-shard tiny config: fixture sentences -> shards -> embed -> normalizer -> task."""
-    monkeypatch.setattr(data_cli, "_load_codec", lambda *args: HashEncoder())
+    monkeypatch.setattr(embed_cli, "_load_codec", lambda *args: HashEncoder())
     corpus = str(REPO / "tests" / "fixtures" / "corpus_small.docs.jsonl.gz")
     text, emb = tmp_path / "text", tmp_path / "concepts"
     assert data_main(["shards", corpus, "--out", str(text), "--no-progress"]) == 0

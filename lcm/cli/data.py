@@ -6,7 +6,8 @@ Subcommands:
 * ``segment [FILE|-]``: print one sentence per line.
 * ``build-corpus ...``: rebuild the shared corpus from Debian (``lcm.data.build_corpus``).
 * ``embed SHARDS --codec NAME_OR_DIR --out DIR``: fill the ``embeddings`` column with a codec
-  and write the end-of-text concept as ``DIR/eot.npy``.
+  and write the end-of-text concept as ``DIR/eot.npy``, on every local device and, under
+  ``lcm launch``, in every process (``lcm.cli.embed``, loaded only when it runs).
 * ``fit-normalizer SHARDS --out normalizer.npz``: fit the concept normalizer on a sample.
 """
 
@@ -15,15 +16,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from lcm.cli.args import positive_int
 from lcm.data.build_corpus import build as build_corpus
-from lcm.data.embed import embed_shards, read_space, sample_embeddings
+from lcm.data.embed import read_space, sample_embeddings
 from lcm.data.normalizer import Normalizer
 from lcm.data.shards import write_documents
 from lcm.data.tasks import build_task_shards
@@ -38,8 +39,9 @@ from lcm.text.readers import (
 )
 from lcm.text.segment import segment_document, split_paragraphs
 
-if TYPE_CHECKING:
-    from lcm.data.embed import SentenceEncoder
+# `embed` needs JAX and the codec: its module is loaded by name when it runs (as `lcm` loads
+# its commands), so that the other data commands run without them.
+_EMBED = "lcm.cli.embed"
 
 __all__ = ["build_parser", "main"]
 
@@ -120,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="fill the embeddings column of shards with a codec",
         description="Encode the sentences of every document of SHARDS with a codec and write "
         "the same documents with their embeddings to DIR, plus DIR/eot.npy (the encoding of "
-        "'End of text.', appended to every document when training an LCM).",
+        "'End of text.', appended to every document when training an LCM). Uses every local "
+        "device; under `lcm launch -n P` (or LCM_DISTRIBUTED=1 on a cluster) process i "
+        "writes output shards i, i+P, i+2P, ..., the same files as one process.",
     )
     p.add_argument("shards", metavar="SHARDS", help="input shard directory or file")
     p.add_argument(
@@ -146,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted run into DIR: keep its complete shards, encode the rest",
+        help="continue an interrupted run into DIR: keep its complete shards, encode the rest "
+        "(any number of processes)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -302,44 +307,8 @@ def _cmd_build_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_codec(name: str, precision: str = "float32") -> SentenceEncoder:
-    """The codec ``name``."""
-    # In-function on purpose: only `embed` needs JAX and the codec; the other data commands
-    # (shards, segment, build-tasks, build-corpus) run without importing them.
-    import encoders
-
-    return encoders.load(name, encode_precision=precision)
-
-
 def _cmd_embed(args: argparse.Namespace) -> int:
-
-    try:
-        codec = _load_codec(args.codec, args.precision)
-        result = embed_shards(
-            args.shards,
-            args.out,
-            codec,
-            batch_sentences=args.batch_sentences,
-            docs_per_shard=args.docs_per_shard,
-            overwrite=args.overwrite,
-            resume=args.resume,
-            progress=not args.no_progress,
-        )
-    except FileExistsError as e:
-        print(
-            f"{_PROG} embed: error: {e} (--overwrite or --resume on the command line)",
-            file=sys.stderr,
-        )
-        return 1
-    except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"{_PROG} embed: error: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"embedded {result['documents']} documents, {result['sentences']} sentences "
-        f"(D={result['dim']}) into {len(result['shards'])} shard(s) in {args.out}; "
-        f"end-of-text concept: {result['eot']}"
-    )
-    return 0
+    return int(importlib.import_module(_EMBED).embed_main(args))
 
 
 def _cmd_fit_normalizer(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ sentence): it is null until an encoder fills it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -44,9 +45,13 @@ __all__ = [
     "MANIFEST_NAME",
     "SCHEMA_VERSION",
     "SHARD_SCHEMA",
+    "ShardSummary",
     "ShardWriter",
+    "read_shard_summary",
     "read_shards",
+    "shard_name",
     "write_documents",
+    "write_manifest",
 ]
 
 SCHEMA_VERSION = 1
@@ -63,6 +68,79 @@ SHARD_SCHEMA = pa.schema(
     ],
     metadata={"lcm.schema_version": str(SCHEMA_VERSION)},
 )
+
+
+def shard_name(index: int, prefix: str = "shard") -> str:
+    """The file name of shard ``index``: ``{prefix}-{index:05d}.parquet``."""
+    return f"{prefix}-{index:05d}.parquet"
+
+
+def write_manifest(
+    out_dir: str | os.PathLike[str],
+    shards: Sequence[Mapping[str, Any]],
+    *,
+    prefix: str = "shard",
+    embedding_dim: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``out_dir/manifest.json`` (atomically) listing ``shards`` in the given order.
+
+    Args:
+        out_dir: The shard directory.
+        shards: ``{"file", "n_docs", "n_sentences"}`` per shard (:attr:`ShardWriter.records`).
+        prefix: The shards' file name prefix.
+        embedding_dim: ``D`` of their embeddings (None: no embeddings).
+        extra: More fields, after ``embedding_dim``.
+    """
+    manifest = {
+        "format": "lcm-shards",
+        "schema_version": SCHEMA_VERSION,
+        "prefix": prefix,
+        "n_docs": sum(s["n_docs"] for s in shards),
+        "n_sentences": sum(s["n_sentences"] for s in shards),
+        "embedding_dim": embedding_dim,
+        **dict(extra or {}),
+        "shards": [dict(s) for s in shards],
+    }
+    write_text_atomic(Path(out_dir) / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardSummary:
+    """What a finished shard holds, read without its embeddings.
+
+    Attributes:
+        doc_ids: Its documents' ids, in order.
+        n_sentences: Sentences of all its documents.
+        embedding_dim: ``D`` of its first document's embeddings (None: no embeddings).
+    """
+
+    doc_ids: list[str]
+    n_sentences: int
+    embedding_dim: int | None
+
+
+def read_shard_summary(path: str | os.PathLike[str]) -> ShardSummary:
+    """Summarize one shard file (reads ``doc_id``, ``sentences`` and one embedding row).
+
+    Raises:
+        ValueError: The file is not a readable shard.
+    """
+    try:
+        shard = pq.ParquetFile(path)
+        table = shard.read(columns=["doc_id", "sentences"])
+        # The first document's vectors give D: no need to read the whole column.
+        first = (
+            shard.read_row_group(0, columns=["embeddings"]).column(0)[0].as_py()
+            if table.num_rows
+            else None
+        )
+    except (OSError, pa.ArrowException) as e:
+        raise ValueError(f"{path}: cannot resume from an unreadable shard ({e})") from e
+    n_sents = int(pc.sum(pc.list_value_length(table["sentences"])).as_py() or 0)
+    return ShardSummary(
+        table.column("doc_id").to_pylist(), n_sents, len(first[0]) if first else None
+    )
 
 
 def _fsync_file(path: Path) -> None:
@@ -94,9 +172,15 @@ class ShardWriter:
             after them; :attr:`resumed_docs` says how many documents they hold.
         manifest_extra: More fields for ``manifest.json`` (``lcm data embed`` records the
             concept space there as ``"space"``).
+        indices: The shard numbers its shards take in turn (default 0, 1, 2, ...). A writer
+            given them fills its part of a directory that several writers share (each
+            process of ``lcm data embed`` writes every P-th shard): it looks at nothing
+            already there and writes no manifest; the caller lists :attr:`records` of all the
+            writers with :func:`write_manifest`.
 
     Raises:
-        ValueError: If a size is not positive.
+        ValueError: If a size is not positive, or ``indices`` come with ``overwrite`` or
+            ``resume``.
         FileExistsError: If ``out_dir`` already holds shards and neither ``overwrite`` nor
             ``resume`` is set.
     """
@@ -111,19 +195,27 @@ class ShardWriter:
         overwrite: bool = False,
         resume: bool = False,
         manifest_extra: Mapping[str, Any] | None = None,
+        indices: Iterable[int] | None = None,
     ):
         if docs_per_shard < 1 or row_group_size < 1:
             raise ValueError("docs_per_shard and row_group_size must be >= 1")
         if not prefix or "/" in prefix or prefix.startswith("."):
             raise ValueError(f"bad shard prefix {prefix!r}")
+        if indices is not None and (overwrite or resume):
+            raise ValueError("a writer given indices writes a part: no overwrite or resume")
         self.out_dir = Path(out_dir)
         self.manifest_extra = dict(manifest_extra or {})
         self.prefix = prefix
         self.docs_per_shard = docs_per_shard
         self.row_group_size = min(row_group_size, docs_per_shard)
+        # A part writer's directory is the caller's: other writers' shards may be there.
+        self._part = indices is not None
+        self._indices = iter(indices) if indices is not None else None
+        self._index: int | None = None  # number of the shard being written
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        existing = sorted(self.out_dir.glob(f"{prefix}-*.parquet"))
-        if (existing or (self.out_dir / MANIFEST_NAME).exists()) and not (overwrite or resume):
+        existing = [] if self._part else sorted(self.out_dir.glob(f"{prefix}-*.parquet"))
+        taken = existing or (not self._part and (self.out_dir / MANIFEST_NAME).exists())
+        if taken and not (overwrite or resume):
             raise FileExistsError(
                 f"{self.out_dir} already contains shards ({prefix}-*.parquet or "
                 f"{MANIFEST_NAME}); choose another directory or pass overwrite=True"
@@ -152,6 +244,12 @@ class ShardWriter:
     def embedding_dim(self) -> int | None:
         """``D`` of the embeddings written so far (kept shards included), if any."""
         return self._emb_dim
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """``{"file", "n_docs", "n_sentences"}`` of each finished shard, as the manifest lists
+        them."""
+        return [dict(s) for s in self._shards]
 
     def write(
         self,
@@ -219,17 +317,15 @@ class ShardWriter:
             self.abort()
             raise
         self._closed = True
-        manifest = {
-            "format": "lcm-shards",
-            "schema_version": SCHEMA_VERSION,
-            "prefix": self.prefix,
-            "n_docs": sum(s["n_docs"] for s in self._shards),
-            "n_sentences": sum(s["n_sentences"] for s in self._shards),
-            "embedding_dim": self._emb_dim,
-            **self.manifest_extra,
-            "shards": self._shards,
-        }
-        write_text_atomic(self.out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+        if self._part:
+            return list(self._paths)
+        write_manifest(
+            self.out_dir,
+            self._shards,
+            prefix=self.prefix,
+            embedding_dim=self._emb_dim,
+            extra=self.manifest_extra,
+        )
         keep = set(self._paths)
         for old in self._stale:  # overwrite=True: drop shards of the previous run
             if old not in keep:
@@ -329,7 +425,9 @@ class ShardWriter:
             schema=SHARD_SCHEMA,
         )
         if self._writer is None:
-            final = self._final_path(len(self._shards))
+            # Kept shards (resume) come first: the next number follows them.
+            self._index = len(self._shards) if self._indices is None else next(self._indices)
+            final = self._final_path(self._index)
             self._tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
             self._writer = pq.ParquetWriter(self._tmp, SHARD_SCHEMA, compression="zstd")
         self._writer.write_table(table, row_group_size=len(table))
@@ -341,7 +439,8 @@ class ShardWriter:
         assert self._writer is not None and self._tmp is not None
         self._writer.close()
         self._writer = None
-        final = self._final_path(len(self._shards))
+        assert self._index is not None
+        final = self._final_path(self._index)
         _fsync_file(self._tmp)
         os.replace(self._tmp, final)  # atomic publish of a complete shard
         self._tmp = None
@@ -358,39 +457,33 @@ class ShardWriter:
         finished = (self.out_dir / MANIFEST_NAME).is_file()  # a complete run: its last shard
         index = 0  # may be short
         while (path := self._final_path(index)).is_file():
-            try:
-                shard = pq.ParquetFile(path)
-                table = shard.read(columns=["doc_id", "sentences"])
-                # The first document's vectors give D: no need to read the whole column.
-                first = shard.read_row_group(0, columns=["embeddings"]).column(0)[0].as_py()
-            except (OSError, pa.ArrowException) as e:
-                raise ValueError(f"{path}: cannot resume from an unreadable shard ({e})") from e
+            summary = read_shard_summary(path)
+            n_docs = len(summary.doc_ids)
             last = not self._final_path(index + 1).is_file()
-            if table.num_rows != self.docs_per_shard and not (finished and last):
+            if n_docs != self.docs_per_shard and not (finished and last):
                 raise ValueError(
-                    f"{path} holds {table.num_rows} documents, not docs_per_shard="
+                    f"{path} holds {n_docs} documents, not docs_per_shard="
                     f"{self.docs_per_shard}: resume needs the docs_per_shard of the run "
                     "that wrote it"
                 )
-            if first:
-                dim = len(first[0])
+            dim = summary.embedding_dim
+            if dim is not None:
                 if self._emb_dim is not None and dim != self._emb_dim:
                     raise ValueError(f"{path}: embedding dim {dim} differs from {self._emb_dim}")
                 self._emb_dim = dim
-            n_sents = int(pc.sum(pc.list_value_length(table["sentences"])).as_py())
             self._shards.append(
-                {"file": path.name, "n_docs": table.num_rows, "n_sentences": n_sents}
+                {"file": path.name, "n_docs": n_docs, "n_sentences": summary.n_sentences}
             )
             self._paths.append(path)
-            self.resumed_docs += table.num_rows
-            self.last_resumed_doc_id = table.column("doc_id")[-1].as_py()
+            self.resumed_docs += n_docs
+            self.last_resumed_doc_id = summary.doc_ids[-1] if n_docs else None
             index += 1
         kept = set(self._paths)
         self._stale = [p for p in self._stale if p not in kept]
         (self.out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # close() writes the new one
 
     def _final_path(self, index: int) -> Path:
-        return self.out_dir / f"{self.prefix}-{index:05d}.parquet"
+        return self.out_dir / shard_name(index, self.prefix)
 
 
 def _shard_files(path: Path) -> list[Path]:
