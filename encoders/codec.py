@@ -413,8 +413,9 @@ class Codec:
         Raises:
             ValueError: For a wrong shape or dtype, non-finite values, or bad options.
         """
-        vecs, max_len = self._check_decode_args(vectors, beam_size, max_len, rerank)
-        check_decoding(beam_size, rerank, no_repeat_ngram)
+        vecs, max_len = self._check_decode_args(
+            vectors, beam_size, max_len, rerank, no_repeat_ngram
+        )
         ids = self._history_ids(history, len(vecs)) if no_repeat_ngram else None
         cfg = self.config
         check_cache_fits(2 * 4 * cfg.decoder_layers * max_len * cfg.d_model * beam_size, beam_size)
@@ -520,12 +521,13 @@ class Codec:
         beam_size: int,
         max_len: int | None,
         rerank: bool = False,
+        no_repeat_ngram: int = 0,
     ) -> tuple[np.ndarray, int]:
         """Validated ``[N, D]`` float32 vectors and the generation length cap."""
         vecs = self._check_vectors(vectors)
         top = self.max_decode_len
         max_len = top if max_len is None else max_len
-        check_decoding(beam_size, rerank)
+        check_decoding(beam_size, rerank, no_repeat_ngram)
         if not isinstance(max_len, int) or not 1 <= max_len <= top:
             raise ValueError(f"max_len must be an int in [1, {top}], got {max_len!r}")
         return vecs, max_len

@@ -249,16 +249,15 @@ class Pipeline:
             max_sentences = MAX_SENTENCES.get(task, EXPAND_SENTENCES)  # _task_prompts checks
         config = self._config(max_sentences, options)
         (prompt,) = self._task_prompts(task, [text], max_sentences)
-        history: list[str] = []  # what was yielded: the text stops look at all of it
-        said: list[str] = []  # every decoded sentence: what n-gram blocking looks at
+        # What was yielded: the text stops and n-gram blocking look at all of it.
+        history: list[str] = []
         feedback = self._feedback()
         for concept in stream_continuation(self.lcm.model, prompt, config, self._eot, feedback):
             if feedback is not None:
                 sentence = feedback.sentences[0]
             else:
                 vector = self.lcm.normalizer.denormalize(concept[None])
-                sentence = self.decode(np.asarray(vector, np.float32), [said])[0]
-            said.append(sentence)
+                sentence = self.decode(np.asarray(vector, np.float32), [history])[0]
             if self._text_stops:
                 kept = self._until_text_stop([*history, sentence])
                 if len(kept) == len(history):
@@ -266,7 +265,7 @@ class Pipeline:
                 if kept[-1] != sentence:  # the end-of-text sentence was decoded inside it
                     yield kept[-1]
                     return
-                history.append(sentence)
+            history.append(sentence)
             yield sentence
 
     def summarize_many(

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import threading
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 from codec_fixtures import tiny_model_config
 from conftest import REPO
 from flax import nnx
+from test_concepts_data import FailingEncoder, HashEncoder
 
 import encoders
 import lcm.cli.embed as embed_cli
@@ -36,29 +36,6 @@ from lcm.cli.data import main as data_main
 from lcm.data.embed import embed_shards
 from lcm.data.shards import ShardWriter, write_documents
 from lcm.text.readers import DataError, Document, read_documents
-
-
-class HashEncoder:
-    """A stand-in codec: deterministic vectors from each sentence's hash."""
-
-    dim = 5
-
-    def encode(self, sentences: list[str]) -> np.ndarray:
-        rows = [np.random.default_rng(zlib.crc32(s.encode())).normal(size=5) for s in sentences]
-        return np.asarray(rows, np.float32).reshape(len(sentences), self.dim)
-
-
-class FailingEncoder(HashEncoder):
-    """Encodes ``calls`` batches, then fails: a process that dies midway."""
-
-    def __init__(self, calls: int) -> None:
-        self.calls = calls
-
-    def encode(self, sentences: list[str]) -> np.ndarray:
-        if self.calls == 0:
-            raise RuntimeError("interrupted")
-        self.calls -= 1
-        return super().encode(sentences)
 
 
 class Member:
